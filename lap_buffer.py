@@ -1,0 +1,148 @@
+"""Replay buffer with uniform or LAP sampling, shared by the off-policy scripts.
+
+LAP (Loss-Adjusted Prioritized experience replay; Fujimoto, Meger, Precup 2020, "An Equivalence
+between Loss Functions and Non-Uniform Sampling in Experience Replay") samples transition i with
+probability
+
+    P(i) = p_i / sum_j p_j,    p_i = max(|delta_i|, min_priority) ** alpha     (LAP paper, eq. 8)
+
+and pairs it with a Huber loss whose quadratic region is [0, min_priority]. The scripts compute
+p_i from the TD errors of a batch and hand it back with `update_priority`; this file only stores
+priorities and samples from them. Semantics follow the `LAP` buffer of the official TD7 code:
+a new transition gets the current maximum priority, `reset_max_priority()` sets that maximum to the
+largest stored priority, and `prioritized=False` samples uniformly.
+
+The official code draws a batch with a cumulative sum over every stored priority followed by a
+binary search: O(N) work per batch. Here the priorities live in the leaves of a sum tree whose
+every node holds the sum of its children, so one draw walks from the root to a leaf: O(B log N) per
+batch, vectorized over the batch. The tree has `BRANCHING` children per node (a 32-ary tree is
+4 levels deep at N = 1e6), which keeps the number of small tensor operations, not the arithmetic,
+as low as possible.
+"""
+
+import numpy as np
+import torch
+
+BRANCHING = 32
+
+
+class SumTree:
+    """Priorities in the leaves of a BRANCHING-ary tree; levels[0] are the leaves, levels[-1] the root."""
+
+    def __init__(self, capacity: int, device: torch.device):
+        depth = max(1, int(np.ceil(np.log(capacity) / np.log(BRANCHING) - 1e-9)))
+        # float64: sums over 1e6 priorities keep about 1e-10 relative precision.
+        self.levels = [torch.zeros(BRANCHING ** (depth - d), dtype=torch.float64, device=device)
+                       for d in range(depth + 1)]
+        self.children = torch.arange(BRANCHING, device=device)
+
+    @property
+    def leaves(self) -> torch.Tensor:
+        return self.levels[0]
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.levels[-1][0]
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        """Draws leaf indices i with probability leaves[i] / total, walking from the root to a leaf.
+
+        At each node, u (uniform in [0, node total)) picks the child whose slice of the node's
+        cumulative sum holds it, and becomes the offset inside that child."""
+        u = torch.rand(batch_size, 1, dtype=torch.float64, device=self.total.device).mul_(self.total)
+        node = torch.zeros(batch_size, dtype=torch.long, device=u.device)
+        for level in reversed(self.levels[:-1]):
+            child_sums = level.view(-1, BRANCHING).index_select(0, node)  # (B, BRANCHING)
+            before = child_sums.cumsum(1).sub_(child_sums)  # what the children to the left hold
+            child = torch.searchsorted(before, u, right=True).sub_(1)
+            u.sub_(before.gather(1, child))
+            node = child.view(-1).add_(node, alpha=BRANCHING)
+        return node
+
+    def update(self, index: torch.Tensor, priority: torch.Tensor):
+        """Sets leaves[index] = priority and refreshes the sums above them.
+
+        Duplicate indices in one call keep the largest of their priorities, whatever the order or
+        the device (a max does not depend on the order of the writes)."""
+        priority = priority.to(self.leaves.dtype)
+        self.leaves.index_fill_(0, index, 0.0).scatter_reduce_(0, index, priority, "amax")
+        for lower, upper in zip(self.levels[:-1], self.levels[1:]):
+            index = index.div(BRANCHING, rounding_mode="floor")
+            upper.index_copy_(0, index, lower.view(-1, BRANCHING).index_select(0, index).sum(1))
+
+
+class LAPBuffer:
+    """Ring buffer of (state, action, next_state, reward, not_done), float32, preallocated on `device`.
+
+    Actions are stored as given; the scripts pass them normalized to [-1, 1]."""
+
+    def __init__(self, state_dim: int, action_dim: int, device, capacity: int = 1_000_000,
+                 prioritized: bool = True):
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.state_dim, self.action_dim = state_dim, action_dim
+        self.device = torch.device(device)
+        self.prioritized = prioritized
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int):
+        self.capacity, self.ptr, self.size = capacity, 0, 0
+        # One row per transition: [state | action | next_state | reward | not_done]; one copy per
+        # add and one gather per sample, whatever the device.
+        self.width = 2 * self.state_dim + self.action_dim + 2
+        self.transitions = torch.zeros(capacity, self.width, dtype=torch.float32, device=self.device)
+        self.split = [self.state_dim, self.action_dim, self.state_dim, 1, 1]
+        self.ind = None  # indices of the last sample
+        if self.prioritized:
+            self.tree = SumTree(capacity, self.device)
+            self.max_priority = torch.ones((), dtype=torch.float64, device=self.device)
+
+    def add(self, state, action, next_state, reward, done):
+        row = np.concatenate([np.asarray(state, np.float32).ravel(), np.asarray(action, np.float32).ravel(),
+                              np.asarray(next_state, np.float32).ravel(),
+                              np.array([reward, 1.0 - float(done)], np.float32)])
+        self.transitions[self.ptr].copy_(torch.from_numpy(row))
+        if self.prioritized:
+            self.tree.update(torch.full((1,), self.ptr, device=self.device), self.max_priority.view(1))
+        self.ptr = (self.ptr + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int):
+        """Returns float32 tensors (state, action, next_state, reward, not_done) of `batch_size` rows,
+        drawn with replacement; reward and not_done have shape (batch_size, 1)."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        if batch_size > self.size:
+            raise ValueError(f"batch size {batch_size} is larger than the {self.size} transitions stored")
+        if self.prioritized:
+            # The clamp only matters if rounding walked past the last stored leaf (odds ~1e-16).
+            self.ind = self.tree.sample(batch_size).clamp_(max=self.size - 1)
+        else:
+            self.ind = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return self.transitions[self.ind].split(self.split, dim=1)
+
+    def update_priority(self, priority: torch.Tensor):
+        """Sets the priorities of the last sample; stays on the device (no host sync)."""
+        priority = priority.detach().reshape(-1)
+        self.tree.update(self.ind, priority)
+        self.max_priority = torch.maximum(self.max_priority, priority.max().to(torch.float64))
+
+    def reset_max_priority(self):
+        self.max_priority = self.tree.leaves[:self.size].max()
+
+    def load(self, dataset: dict):
+        """Fills the buffer from arrays with D4RL's keys (observations, actions, next_observations,
+        rewards, terminals); the buffer grows when the dataset is larger than its capacity. Every
+        transition starts with priority 1, as in the official TD7 code."""
+        n = len(dataset["observations"])
+        if n > self.capacity:
+            self._allocate(n)
+        columns = [dataset["observations"], dataset["actions"], dataset["next_observations"],
+                   np.asarray(dataset["rewards"]).reshape(-1, 1),
+                   1.0 - np.asarray(dataset["terminals"], np.float32).reshape(-1, 1)]
+        rows = np.concatenate([np.asarray(c, np.float32).reshape(n, -1) for c in columns], axis=1)
+        self.transitions[:n] = torch.from_numpy(rows).to(self.device)
+        self.ptr, self.size = n % self.capacity, n
+        if self.prioritized:
+            self.tree.update(torch.arange(n, device=self.device), torch.ones(n, device=self.device))
+            self.max_priority = torch.ones((), dtype=torch.float64, device=self.device)
