@@ -7,7 +7,6 @@ Adam 3e-4, batch 256, 25k random steps. `--lap` turns it into LAP-TD3 (Fujimoto,
     python td3.py --env HalfCheetah-v4 --seed 0
 """
 
-import csv
 import json
 import os
 import platform
@@ -208,10 +207,12 @@ class Agent:
 
     def load_state_dict(self, state):
         for name, value in state.items():
-            if name == "training_steps":
-                self.training_steps = value
-            else:
+            if isinstance(getattr(self, name), (nn.Module, torch.optim.Optimizer)):
                 getattr(self, name).load_state_dict(value)
+            elif isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(self.device))
+            else:
+                setattr(self, name, value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +358,8 @@ def load_model(path: str) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UsageError(f"cannot read model file {path}: {type(e).__name__}: {e}")
+        reason = str(e).strip().split("\n")[0]
+        raise UsageError(f"cannot read model file {path}: {type(e).__name__}: {reason}")
     if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
         raise UsageError(f"{path} is not a {ALGO}.py model")
     return checkpoint

@@ -1,0 +1,629 @@
+"""TD7: TD3 + SALE embeddings, LAP, fixed encoders with value clipping, and policy checkpoints.
+
+Fujimoto, Chang, Smith, Gu, Precup, Meger, "For SALE: State-Action Representation Learning for Deep
+Reinforcement Learning", NeurIPS 2023, with the defaults of the official code (github.com/sfujim/TD7).
+
+    python td7.py --env Ant-v4 --seed 0
+"""
+
+import copy
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+from lap_buffer import LAPBuffer
+
+ALGO = "td7"
+
+
+@dataclass
+class Args:
+    env: str = "HalfCheetah-v4"
+    """gymnasium environment id (any Box action space)"""
+    seed: int = 0
+    """seed of python, numpy, torch, the environments and their action spaces"""
+    total_timesteps: int = 1_000_000
+    """environment steps"""
+    start_timesteps: int = 25_000
+    """uniform-random steps before learning starts (it starts at the first episode end after them)"""
+    eval_freq: int = 5_000
+    """evaluate every this many environment steps (and once at step 0)"""
+    eval_episodes: int = 10
+    """deterministic episodes per evaluation, on an environment seeded seed + 100"""
+    device: str = "auto"
+    """auto (cuda when available), cpu, cuda or cuda:N"""
+    torch_threads: int = 0
+    """CPU threads for torch (0 = torch's default)"""
+    run_dir: str = "runs"
+    """where the run folder goes"""
+    save_model: bool = False
+    """write model.pt (networks and optimizers) at each evaluation and at the end"""
+    eval_only: Optional[str] = None
+    """evaluate a saved model.pt (or the run folder holding it) and exit"""
+
+    # TD7 (official code's defaults)
+    batch_size: int = 256
+    """transitions per gradient step"""
+    buffer_size: int = 1_000_000
+    """replay buffer capacity"""
+    discount: float = 0.99
+    """discount factor gamma"""
+    target_update_rate: int = 250
+    """hard copy of every target and fixed network every this many gradient steps"""
+    exploration_noise: float = 0.1
+    """std of the Gaussian exploration noise, in normalized action units"""
+    target_policy_noise: float = 0.2
+    """std of the target policy smoothing noise, in normalized action units"""
+    noise_clip: float = 0.5
+    """target policy noise is clipped to +-noise_clip"""
+    policy_freq: int = 2
+    """actor updates every policy_freq critic updates"""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics"""
+    encoder_lr: float = 3e-4
+    """Adam learning rate of the SALE encoders"""
+    actor_hdim: int = 256
+    """hidden width of the actor"""
+    critic_hdim: int = 256
+    """hidden width of the critics"""
+    enc_hdim: int = 256
+    """hidden width of the encoders"""
+    zs_dim: int = 256
+    """size of the embeddings zs and zsa"""
+
+    # LAP
+    lap: bool = True
+    """sample with LAP and train with its Huber loss (--no-lap: uniform sampling and MSE)"""
+    alpha: float = 0.4
+    """LAP priority exponent"""
+    min_priority: float = 1.0
+    """LAP priorities are clamped below at this TD error; it is also the Huber threshold"""
+
+    # Policy checkpoints
+    checkpoints: bool = True
+    """train in batches between assessment episodes and evaluate the checkpoint policy"""
+    max_eps_when_checkpointing: int = 20
+    """assessment episodes per checkpoint after steps_before_checkpointing (1 before)"""
+    steps_before_checkpointing: int = 750_000
+    """gradient steps before switching to max_eps_when_checkpointing assessment episodes"""
+    reset_weight: float = 0.9
+    """the best checkpoint score is weighted by this at the switch"""
+
+
+def AvgL1Norm(x, eps=1e-8):
+    """x divided by the mean of its absolute values over the last dimension (TD7 paper, eq. 5)."""
+    return x / x.abs().mean(-1, keepdim=True).clamp(min=eps)
+
+
+class Actor(nn.Module):
+    """s -> 256 -> AvgL1Norm; cat with zs -> 256 -> ReLU -> 256 -> ReLU -> tanh: an action in [-1, 1]."""
+
+    def __init__(self, state_dim, action_dim, zs_dim=256, hdim=256):
+        super().__init__()
+        self.l0 = nn.Linear(state_dim, hdim)
+        self.l1 = nn.Linear(zs_dim + hdim, hdim)
+        self.l2 = nn.Linear(hdim, hdim)
+        self.l3 = nn.Linear(hdim, action_dim)
+
+    def forward(self, state, zs):
+        a = AvgL1Norm(self.l0(state))
+        a = torch.cat([a, zs], 1)
+        a = F.relu(self.l1(a))
+        a = F.relu(self.l2(a))
+        return torch.tanh(self.l3(a))
+
+
+class Encoder(nn.Module):
+    """SALE: the state encoder f(s) = zs and the state-action encoder g(zs, a) = zsa."""
+
+    def __init__(self, state_dim, action_dim, zs_dim=256, hdim=256):
+        super().__init__()
+        self.zs1 = nn.Linear(state_dim, hdim)
+        self.zs2 = nn.Linear(hdim, hdim)
+        self.zs3 = nn.Linear(hdim, zs_dim)
+        self.zsa1 = nn.Linear(zs_dim + action_dim, hdim)
+        self.zsa2 = nn.Linear(hdim, hdim)
+        self.zsa3 = nn.Linear(hdim, zs_dim)
+
+    def zs(self, state):
+        zs = F.elu(self.zs1(state))
+        zs = F.elu(self.zs2(zs))
+        return AvgL1Norm(self.zs3(zs))
+
+    def zsa(self, zs, action):
+        zsa = F.elu(self.zsa1(torch.cat([zs, action], 1)))
+        zsa = F.elu(self.zsa2(zsa))
+        return self.zsa3(zsa)
+
+
+class Critic(nn.Module):
+    """Twin Q networks: cat(s, a) -> 256 -> AvgL1Norm; cat with zsa and zs -> 256 -> ELU -> 256 -> ELU -> 1."""
+
+    def __init__(self, state_dim, action_dim, zs_dim=256, hdim=256):
+        super().__init__()
+        self.q1_l0 = nn.Linear(state_dim + action_dim, hdim)
+        self.q1_l1 = nn.Linear(2 * zs_dim + hdim, hdim)
+        self.q1_l2 = nn.Linear(hdim, hdim)
+        self.q1_l3 = nn.Linear(hdim, 1)
+        self.q2_l0 = nn.Linear(state_dim + action_dim, hdim)
+        self.q2_l1 = nn.Linear(2 * zs_dim + hdim, hdim)
+        self.q2_l2 = nn.Linear(hdim, hdim)
+        self.q2_l3 = nn.Linear(hdim, 1)
+
+    def forward(self, state, action, zsa, zs):
+        sa = torch.cat([state, action], 1)
+        embeddings = torch.cat([zsa, zs], 1)
+        q1 = torch.cat([AvgL1Norm(self.q1_l0(sa)), embeddings], 1)
+        q1 = F.elu(self.q1_l1(q1))
+        q1 = F.elu(self.q1_l2(q1))
+        q1 = self.q1_l3(q1)
+        q2 = torch.cat([AvgL1Norm(self.q2_l0(sa)), embeddings], 1)
+        q2 = F.elu(self.q2_l1(q2))
+        q2 = F.elu(self.q2_l2(q2))
+        q2 = self.q2_l3(q2)
+        return torch.cat([q1, q2], 1)
+
+
+def LAP_huber(x, min_priority=1.0):
+    """LAP's Huber loss on |TD errors| x of shape (B, 2): summed over the twins, averaged over the batch."""
+    return torch.where(x < min_priority, 0.5 * x.pow(2), min_priority * x).sum(1).mean()
+
+
+def frozen_copy(net: nn.Module) -> nn.Module:
+    """A copy that is only ever overwritten by hard copies, never trained."""
+    return copy.deepcopy(net).requires_grad_(False)
+
+
+class Agent:
+    def __init__(self, state_dim, action_dim, args: Args, device):
+        self.args, self.device = args, device
+        self.actor = Actor(state_dim, action_dim, args.zs_dim, args.actor_hdim).to(device)
+        self.actor_target = frozen_copy(self.actor)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=args.actor_lr, fused=True)
+
+        self.critic = Critic(state_dim, action_dim, args.zs_dim, args.critic_hdim).to(device)
+        self.critic_target = frozen_copy(self.critic)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=args.critic_lr, fused=True)
+
+        # The trained encoder; the fixed one feeds the current Q and pi (and acting); the fixed
+        # target feeds the Bellman target. Both lag by target_update_rate steps (paper, eq. 6).
+        self.encoder = Encoder(state_dim, action_dim, args.zs_dim, args.enc_hdim).to(device)
+        self.encoder_optimizer = torch.optim.Adam(self.encoder.parameters(), lr=args.encoder_lr, fused=True)
+        self.fixed_encoder = frozen_copy(self.encoder)
+        self.fixed_encoder_target = frozen_copy(self.encoder)
+
+        # The policy that is evaluated (Algorithm 4 of the paper).
+        self.checkpoint_actor = frozen_copy(self.actor)
+        self.checkpoint_encoder = frozen_copy(self.encoder)
+
+        self.replay_buffer = LAPBuffer(state_dim, action_dim, device, args.buffer_size, prioritized=args.lap)
+        self.training_steps = 0
+        self.losses = {}  # device tensors, read only when logged
+
+        # Value clipping: targets are clipped to the range of the targets seen up to the last
+        # hard copy; [0, 0] until then, as in the official code. Kept on the device: no host sync.
+        self.Q_min = torch.zeros((), device=device)
+        self.Q_max = torch.zeros((), device=device)
+        self.running_min = torch.full((), 1e8, device=device)
+        self.running_max = torch.full((), -1e8, device=device)
+
+        # Checkpoint tracking.
+        self.eps_since_update = 0
+        self.timesteps_since_update = 0
+        self.max_eps_before_update = 1
+        self.min_return = 1e8
+        self.best_min_return = -1e8
+
+    @torch.no_grad()
+    def select_action(self, state: np.ndarray, use_checkpoint: bool, use_exploration: bool) -> np.ndarray:
+        """The normalized action in [-1, 1] for one state, with Gaussian exploration noise if asked."""
+        state = torch.as_tensor(state, dtype=torch.float32, device=self.device).reshape(1, -1)
+        if use_checkpoint:
+            action = self.checkpoint_actor(state, self.checkpoint_encoder.zs(state))
+        else:
+            action = self.actor(state, self.fixed_encoder.zs(state))
+        action = action.cpu().numpy().flatten()
+        if use_exploration:
+            action = action + np.random.normal(0, self.args.exploration_noise, size=action.shape)
+        return action.clip(-1, 1)
+
+    def train(self):
+        self.training_steps += 1
+        batch = self.replay_buffer.sample(self.args.batch_size)
+        priority = self.update(*batch)
+        if self.args.lap:
+            self.replay_buffer.update_priority(priority)
+        if self.training_steps % self.args.target_update_rate == 0:
+            self.update_targets()
+
+    def update(self, state, action, next_state, reward, not_done):
+        """One TD7 gradient step on a batch, in the official order; returns the LAP priorities."""
+        args = self.args
+        # Encoder: g(f(s), a) predicts f(s'), the target without gradient (paper, eq. 3). f(s) and
+        # f(s') share weights, so one pass over both halves of a 2B batch.
+        zs, next_zs = self.encoder.zs(torch.cat([state, next_state])).split(len(state))
+        encoder_loss = F.mse_loss(self.encoder.zsa(zs, action), next_zs.detach())
+        self.encoder_optimizer.zero_grad(set_to_none=True)
+        encoder_loss.backward()
+        self.encoder_optimizer.step()
+        self.losses["encoder_loss"] = encoder_loss.detach()
+
+        # Target: clipped double Q with target policy smoothing, on the fixed target encoder's
+        # embeddings, and clipped to the range of targets seen so far (paper, eq. 7).
+        with torch.no_grad():
+            fixed_target_zs = self.fixed_encoder_target.zs(next_state)
+            noise = (torch.randn_like(action) * args.target_policy_noise).clamp(-args.noise_clip, args.noise_clip)
+            next_action = (self.actor_target(next_state, fixed_target_zs) + noise).clamp(-1, 1)
+            fixed_target_zsa = self.fixed_encoder_target.zsa(fixed_target_zs, next_action)
+            Q_target = self.critic_target(next_state, next_action, fixed_target_zsa, fixed_target_zs).min(1, keepdim=True)[0]
+            Q_target = reward + not_done * args.discount * Q_target.clamp(self.Q_min, self.Q_max)
+            self.running_min = torch.minimum(self.running_min, Q_target.min())
+            self.running_max = torch.maximum(self.running_max, Q_target.max())
+
+            fixed_zs = self.fixed_encoder.zs(state)
+            fixed_zsa = self.fixed_encoder.zsa(fixed_zs, action)
+
+        # Critic: both heads regress on the same target.
+        Q = self.critic(state, action, fixed_zsa, fixed_zs)
+        td_loss = (Q - Q_target).abs()
+        if args.lap:
+            critic_loss = LAP_huber(td_loss, args.min_priority)
+        else:
+            critic_loss = td_loss.pow(2).mean(0).sum()  # MSE(Q1, y) + MSE(Q2, y)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        self.losses["critic_loss"] = critic_loss.detach()
+
+        # Delayed actor update; the gradient flows through the fixed g(zs, pi) into pi.
+        if self.training_steps % args.policy_freq == 0:
+            self.critic.requires_grad_(False)  # the actor's gradient needs no critic weight gradients
+            actor = self.actor(state, fixed_zs)
+            fixed_zsa = self.fixed_encoder.zsa(fixed_zs, actor)
+            actor_loss = -self.critic(state, actor, fixed_zsa, fixed_zs).mean()  # both heads (TD3: Q1 only)
+            self.critic.requires_grad_(True)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+            self.losses["actor_loss"] = actor_loss.detach()
+
+        return td_loss.max(1)[0].clamp(min=args.min_priority).pow(args.alpha)
+
+    @torch.no_grad()
+    def update_targets(self):
+        """Every target_update_rate steps, in the official order: hard copies, LAP max, clip range."""
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.fixed_encoder_target.load_state_dict(self.fixed_encoder.state_dict())
+        self.fixed_encoder.load_state_dict(self.encoder.state_dict())
+        if self.args.lap:
+            self.replay_buffer.reset_max_priority()
+        self.Q_min, self.Q_max = self.running_min.clone(), self.running_max.clone()
+
+    def maybe_train_and_checkpoint(self, ep_timesteps: int, ep_return: float):
+        """At each training episode end (Algorithm 4): the episode assesses the current policy."""
+        self.eps_since_update += 1
+        self.timesteps_since_update += ep_timesteps
+        self.min_return = min(self.min_return, float(ep_return))
+        if self.min_return < self.best_min_return:  # worse than the checkpoint: stop assessing early
+            self.train_and_reset()
+        elif self.eps_since_update == self.max_eps_before_update:  # assessed in full: new checkpoint
+            self.best_min_return = self.min_return
+            self.checkpoint_actor.load_state_dict(self.actor.state_dict())
+            self.checkpoint_encoder.load_state_dict(self.fixed_encoder.state_dict())
+            self.train_and_reset()
+
+    def train_and_reset(self):
+        """Trains as many gradient steps as environment steps were collected since the last training."""
+        for _ in range(self.timesteps_since_update):
+            if self.training_steps == self.args.steps_before_checkpointing:
+                # The official code multiplies by reset_weight, which raises the bar when the
+                # best score is negative (-100 * 0.9 = -90). We lower it by the same fraction of
+                # its magnitude: identical for positive scores, the intended easing for negative ones.
+                self.best_min_return -= (1 - self.args.reset_weight) * abs(self.best_min_return)
+                self.max_eps_before_update = self.args.max_eps_when_checkpointing
+            self.train()
+        self.eps_since_update = 0
+        self.timesteps_since_update = 0
+        self.min_return = 1e8
+
+    def state_dict(self):
+        return {name: getattr(self, name).state_dict() for name in
+                ("actor", "actor_target", "actor_optimizer", "critic", "critic_target", "critic_optimizer",
+                 "encoder", "encoder_optimizer", "fixed_encoder", "fixed_encoder_target", "checkpoint_actor",
+                 "checkpoint_encoder")} | {
+                "training_steps": self.training_steps} | {name: getattr(self, name) for name in (
+                "Q_min", "Q_max", "running_min", "running_max", "eps_since_update", "timesteps_since_update",
+                "max_eps_before_update", "min_return", "best_min_return")}
+
+    def load_state_dict(self, state):
+        for name, value in state.items():
+            if isinstance(getattr(self, name), (nn.Module, torch.optim.Optimizer)):
+                getattr(self, name).load_state_dict(value)
+            elif isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(self.device))
+            else:
+                setattr(self, name, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by every script, written the same way in each.
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit status 2."""
+
+
+def check_args(args: Args):
+    positive = ["total_timesteps", "eval_freq", "eval_episodes", "batch_size", "buffer_size", "policy_freq",
+                "actor_hdim", "critic_hdim", "enc_hdim", "zs_dim", "target_update_rate", "max_eps_when_checkpointing"]
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ["start_timesteps", "torch_threads", "exploration_noise", "target_policy_noise", "noise_clip",
+                 "actor_lr", "critic_lr", "encoder_lr", "alpha", "min_priority", "steps_before_checkpointing"]:
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if not 0 <= args.discount <= 1:
+        raise UsageError(f"--discount must be in [0, 1], got {args.discount}")
+    if not 0 <= args.reset_weight <= 1:
+        raise UsageError(f"--reset-weight must be in [0, 1], got {args.reset_weight}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} asked for, but torch sees no CUDA device: use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported --device {name!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def make_env(env_id: str, seed: int) -> gym.Env:
+    """A seeded environment with a bounded Box action space, or a UsageError."""
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as e:
+        raise UsageError(f"cannot make environment {env_id!r}: {e}")
+    except ImportError as e:
+        raise UsageError(f"environment {env_id!r} needs a missing package: {e}")
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise UsageError(f"{env_id} has a {type(space).__name__} action space; {ALGO}.py needs continuous (Box) actions")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise UsageError(f"{env_id} has an unbounded action space; {ALGO}.py needs finite action bounds")
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        raise UsageError(f"{env_id} must have a flat Box observation space, got {env.observation_space}")
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+def action_scale_bias(space: gym.spaces.Box):
+    """env action = normalized action * scale + bias, so [-1, 1] maps onto [low, high]."""
+    return (space.high - space.low) / 2.0, (space.high + space.low) / 2.0
+
+
+def evaluate(agent, env: gym.Env, episodes: int) -> np.ndarray:
+    """Returns of `episodes` deterministic episodes (no exploration noise)."""
+    scale, bias = action_scale_bias(env.action_space)
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
+        state, _ = env.reset()
+        done = False
+        while not done:
+            action = agent.select_action(state, use_checkpoint=agent.args.checkpoints, use_exploration=False)
+            state, reward, terminated, truncated, _ = env.step(action * scale + bias)
+            returns[episode] += reward
+            done = terminated or truncated
+    return returns
+
+
+def atomic_write(path: str, text: str):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def versions() -> dict:
+    import mujoco  # noqa: F401 (imported by gymnasium's MuJoCo environments anyway)
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
+        commit = git.stdout.strip() if git.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
+            "mujoco": mujoco.__version__, "numpy": np.__version__, "git_commit": commit}
+
+
+class RunLogger:
+    """The run folder: config.json, evaluations.csv (rewritten atomically) and TensorBoard scalars."""
+
+    def __init__(self, args: Args, device: torch.device):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
+        os.makedirs(self.path, exist_ok=True)
+        config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
+                                               "torch_threads": torch.get_num_threads()}
+        atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
+        self.writer = SummaryWriter(self.path)
+        self.rows = []
+
+    def scalar(self, name: str, value, step: int):
+        self.writer.add_scalar(name, float(value), step)
+
+    def evaluation(self, step: int, wall_seconds: float, returns: np.ndarray):
+        self.rows.append([step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
+                          " ".join(f"{r:.3f}" for r in returns)])
+        lines = [",".join(["step", "wall_seconds", "mean_return", "std_return", "returns"])]
+        lines += [",".join(map(str, row)) for row in self.rows]
+        atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
+        self.scalar("eval/mean_return", returns.mean(), step)
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+def save_model(agent, args: Args, path: str, step: int):
+    tmp = path + ".tmp"
+    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent.state_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str) -> dict:
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.pt")
+    if not os.path.isfile(path):
+        raise UsageError(f"no model file at {path}: pass a model.pt written by --save-model or its run folder")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().split("\n")[0]
+        raise UsageError(f"cannot read model file {path}: {type(e).__name__}: {reason}")
+    if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
+        raise UsageError(f"{path} is not a {ALGO}.py model")
+    return checkpoint
+
+
+def format_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def seed_everything(seed: int):
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_agent(env: gym.Env, args: Args, device: torch.device) -> Agent:
+    return Agent(env.observation_space.shape[0], env.action_space.shape[0], args, device)
+
+
+def run_eval_only(args: Args, device: torch.device):
+    checkpoint = load_model(args.eval_only)
+    saved = Args(**checkpoint["args"])
+    env = make_env(saved.env, args.seed + 100)
+    agent = make_agent(env, saved, device)
+    try:
+        agent.load_state_dict(checkpoint["agent"])
+    except (KeyError, RuntimeError) as e:
+        raise UsageError(f"{args.eval_only} does not match {saved.env}: {e}")
+    returns = evaluate(agent, env, args.eval_episodes)
+    print(f"{saved.env} {ALGO} (step {checkpoint['step']}): mean return {returns.mean():.1f} +- {returns.std():.1f}"
+          f" over {args.eval_episodes} episodes")
+
+
+def main(args: Args):
+    check_args(args)
+    device = resolve_device(args.device)
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    seed_everything(args.seed)
+    if args.eval_only:
+        return run_eval_only(args, device)
+
+    env = make_env(args.env, args.seed)
+    eval_env = make_env(args.env, args.seed + 100)
+    agent = make_agent(env, args, device)
+    scale, bias = action_scale_bias(env.action_space)
+    logger = RunLogger(args, device)
+    model_path = os.path.join(logger.path, "model.pt")
+    print(f"{ALGO} on {args.env}, seed {args.seed}, device {device}: {logger.path}")
+
+    start_time = time.time()
+    train_start, train_start_step = None, 0
+
+    def evaluate_and_log(step: int):
+        returns = evaluate(agent, eval_env, args.eval_episodes)
+        logger.evaluation(step, time.time() - start_time, returns)
+        sps = (agent.training_steps / (time.time() - train_start)) if train_start and agent.training_steps else 0.0
+        left = format_time((args.total_timesteps - step) / (step - train_start_step) * (time.time() - train_start)
+                           ) if train_start and step > train_start_step else "-"
+        print(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f} | "
+              f"{sps:6.1f} train steps/s | {left} left", flush=True)
+        if args.save_model:
+            save_model(agent, args, model_path, step)
+
+    state, _ = env.reset(seed=args.seed)
+    episode_return, episode_steps, episode_num, t = 0.0, 0, 0, 0
+    allow_train = False
+    try:
+        evaluate_and_log(0)
+        for t in range(args.total_timesteps):
+            # Act: uniform random until the first episode end after start_timesteps, then the policy.
+            if not allow_train:
+                action = (env.action_space.sample() - bias) / scale
+            else:
+                action = agent.select_action(state, use_checkpoint=False, use_exploration=True)
+
+            # Step and store; only a termination ends bootstrapping, a time limit does not.
+            next_state, reward, terminated, truncated, _ = env.step(action * scale + bias)
+            agent.replay_buffer.add(state, action, next_state, reward, terminated)
+            state = next_state
+            episode_return += reward
+            episode_steps += 1
+
+            # Train: every step, or in batches at episode ends with checkpoints (below).
+            if allow_train and not args.checkpoints:
+                agent.train()
+
+            if terminated or truncated:
+                logger.scalar("train/episode_return", episode_return, t + 1)
+                logger.scalar("train/episode_length", episode_steps, t + 1)
+                for name, value in agent.losses.items():
+                    logger.scalar(f"losses/{name}", value, t + 1)
+                if train_start is not None:
+                    logger.scalar("train/SPS", agent.training_steps / (time.time() - train_start), t + 1)
+                if allow_train and args.checkpoints:
+                    agent.maybe_train_and_checkpoint(episode_steps, episode_return)
+                if t >= args.start_timesteps and not allow_train:
+                    allow_train, train_start, train_start_step = True, time.time(), t + 1
+                state, _ = env.reset()
+                episode_return, episode_steps, episode_num = 0.0, 0, episode_num + 1
+
+            if (t + 1) % args.eval_freq == 0:
+                evaluate_and_log(t + 1)
+    except KeyboardInterrupt:
+        if args.save_model:
+            save_model(agent, args, model_path, t)
+        logger.close()
+        print(f"interrupted at step {t}; evaluations so far are in {logger.path}", file=sys.stderr)
+        sys.exit(130)
+    if args.save_model:
+        save_model(agent, args, model_path, args.total_timesteps)
+    logger.close()
+    return logger.path
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except UsageError as e:
+        print(f"{ALGO}.py: error: {e}", file=sys.stderr)
+        sys.exit(2)

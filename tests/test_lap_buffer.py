@@ -1,0 +1,141 @@
+"""LAPBuffer: sampling distributions, priorities, ring storage and errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from lap_buffer import LAPBuffer, SumTree
+
+# Chi-square critical values at p = 0.001 (df = bins - 1).
+CHI2_CRIT = {49: 85.35, 999: 1143.9}
+
+
+def fill(buffer, n, state_dim=3, action_dim=2):
+    for i in range(n):
+        buffer.add(np.full(state_dim, i), np.full(action_dim, 0.5), np.full(state_dim, i + 1), float(i), i % 7 == 0)
+
+
+def chi_square(counts, probs):
+    expected = probs * counts.sum()
+    return ((counts - expected) ** 2 / expected).sum()
+
+
+@pytest.mark.parametrize("n, capacity", [(50, 50), (1000, 2000)])  # one- and three-level trees
+def test_sampling_frequencies_match_priorities(n, capacity):
+    torch.manual_seed(0)
+    buffer = LAPBuffer(3, 2, "cpu", capacity=capacity)
+    fill(buffer, n)
+    priority = torch.linspace(1.0, 10.0, n) ** 2  # uneven: the largest is 100 times the smallest
+    buffer.ind = torch.arange(n)
+    buffer.update_priority(priority)
+    counts = np.zeros(n)
+    for _ in range(100_000 // 50):
+        buffer.sample(50)
+        counts += np.bincount(buffer.ind.numpy(), minlength=n)
+    probs = (priority / priority.sum()).numpy()
+    assert chi_square(counts, probs) < CHI2_CRIT[n - 1]
+    # and the test has power: the same counts are far from uniform
+    assert chi_square(counts, np.full(n, 1.0 / n)) > 10 * CHI2_CRIT[n - 1]
+
+
+def test_uniform_mode_samples_uniformly():
+    torch.manual_seed(1)
+    buffer = LAPBuffer(3, 2, "cpu", capacity=100, prioritized=False)
+    fill(buffer, 50)
+    counts = np.zeros(50)
+    for _ in range(2000):
+        buffer.sample(50)
+        counts += np.bincount(buffer.ind.numpy(), minlength=50)
+    assert chi_square(counts, np.full(50, 1 / 50)) < CHI2_CRIT[49]
+    assert not hasattr(buffer, "tree")
+
+
+def test_sample_returns_the_stored_rows():
+    buffer = LAPBuffer(3, 2, "cpu", capacity=20)
+    fill(buffer, 10)
+    state, action, next_state, reward, not_done = buffer.sample(8)
+    i = buffer.ind.float().unsqueeze(1)
+    assert torch.equal(state, i.expand(-1, 3))
+    assert torch.equal(action, torch.full((8, 2), 0.5))
+    assert torch.equal(next_state, (i + 1).expand(-1, 3))
+    assert torch.equal(reward, i)
+    assert torch.equal(not_done, (buffer.ind % 7 != 0).float().unsqueeze(1))
+    assert all(t.dtype == torch.float32 for t in (state, action, next_state, reward, not_done))
+
+
+def test_new_items_get_the_max_priority_and_reset_max_priority():
+    buffer = LAPBuffer(3, 2, "cpu", capacity=10)
+    fill(buffer, 4)
+    assert torch.equal(buffer.tree.leaves[:4], torch.ones(4, dtype=torch.float64))
+    buffer.ind = torch.tensor([0, 1])
+    buffer.update_priority(torch.tensor([5.0, 2.0]))
+    fill(buffer, 1)  # the fifth item
+    assert buffer.tree.leaves[4] == 5.0
+    buffer.ind = torch.tensor([0, 4])
+    buffer.update_priority(torch.tensor([1.5, 1.5]))
+    assert buffer.max_priority == 5.0  # the max only grows between resets
+    buffer.reset_max_priority()
+    assert buffer.max_priority == 2.0  # largest stored: item 1
+    fill(buffer, 1)
+    assert buffer.tree.leaves[5] == 2.0
+
+
+def test_duplicate_indices_keep_the_largest_priority():
+    buffer = LAPBuffer(3, 2, "cpu", capacity=10)
+    fill(buffer, 5)
+    buffer.ind = torch.tensor([3, 1, 3, 3])
+    buffer.update_priority(torch.tensor([2.0, 4.0, 7.0, 3.0]))
+    assert buffer.tree.leaves[3] == 7.0 and buffer.tree.leaves[1] == 4.0
+
+
+def test_tree_sums_stay_consistent():
+    torch.manual_seed(2)
+    tree = SumTree(5000, "cpu")
+    for _ in range(50):
+        index = torch.randint(0, 5000, (256,))
+        tree.update(index, torch.rand(256) * 10)
+    for lower, upper in zip(tree.levels[:-1], tree.levels[1:]):
+        torch.testing.assert_close(upper, lower.view(-1, 32).sum(1))
+    torch.testing.assert_close(tree.total, tree.leaves.sum())
+
+
+def test_zero_priority_items_are_never_sampled():
+    torch.manual_seed(3)
+    buffer = LAPBuffer(3, 2, "cpu", capacity=64)
+    fill(buffer, 40)
+    buffer.ind = torch.arange(0, 40, 2)
+    buffer.update_priority(torch.zeros(20))
+    for _ in range(200):
+        buffer.sample(40)
+        assert (buffer.ind % 2 == 1).all()
+
+
+def test_ring_wrap_around():
+    buffer = LAPBuffer(3, 2, "cpu", capacity=5)
+    fill(buffer, 7)
+    assert buffer.size == 5 and buffer.ptr == 2
+    assert buffer.transitions[:, 0].tolist() == [5, 6, 2, 3, 4]  # items 5 and 6 replaced 0 and 1
+
+
+def test_empty_and_oversized_batches_are_clear_errors():
+    buffer = LAPBuffer(3, 2, "cpu", capacity=10)
+    with pytest.raises(ValueError, match="empty"):
+        buffer.sample(4)
+    fill(buffer, 3)
+    with pytest.raises(ValueError, match="larger than the 3 transitions"):
+        buffer.sample(4)
+
+
+def test_load_fills_from_d4rl_arrays_and_grows():
+    n = 12
+    dataset = {"observations": np.arange(n * 3).reshape(n, 3), "actions": np.zeros((n, 2)),
+               "next_observations": np.arange(n * 3).reshape(n, 3) + 1, "rewards": np.arange(n),
+               "terminals": np.arange(n) % 5 == 0}
+    buffer = LAPBuffer(3, 2, "cpu", capacity=8)
+    buffer.load(dataset)
+    assert buffer.size == n and buffer.capacity >= n
+    assert torch.equal(buffer.tree.leaves[:n], torch.ones(n, dtype=torch.float64))
+    state, action, next_state, reward, not_done = buffer.sample(n)
+    i = buffer.ind
+    assert torch.equal(state[:, 0], 3 * i.float())
+    assert torch.equal(not_done.squeeze(1), (i % 5 != 0).float())
