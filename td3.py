@@ -198,7 +198,7 @@ class Agent:
                 for net, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
                     torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), args.tau)
 
-        return td_loss.max(1)[0].clamp(min=args.min_priority).pow(args.alpha)
+        return td_loss.detach().max(1)[0].clamp(min=args.min_priority).pow(args.alpha)
 
     def state_dict(self):
         return {name: getattr(self, name).state_dict() for name in

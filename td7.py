@@ -301,7 +301,7 @@ class Agent:
             self.actor_optimizer.step()
             self.losses["actor_loss"] = actor_loss.detach()
 
-        return td_loss.max(1)[0].clamp(min=args.min_priority).pow(args.alpha)
+        return td_loss.detach().max(1)[0].clamp(min=args.min_priority).pow(args.alpha)
 
     @torch.no_grad()
     def update_targets(self):
