@@ -1,0 +1,65 @@
+"""The command line every script shares: run folder, config, evaluations, saved models, bad input."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from conftest import run_script
+
+SCRIPTS = ["td3.py", "td7.py"]
+
+
+def one_error_line(result):
+    lines = result.stderr.strip().splitlines()
+    return result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr and "error" in lines[0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_short_run_writes_the_run_folder_and_eval_only_reads_it(script, tmp_path):
+    # Pendulum's episodes end by truncation at 200 steps, so the truncation path runs.
+    result = run_script(script, "--env", "Pendulum-v1", "--total-timesteps", "450", "--start-timesteps", "150",
+                        "--eval-freq", "200", "--eval-episodes", "2", "--batch-size", "32", "--torch-threads", "1",
+                        "--save-model", "--run-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [folder] = os.listdir(tmp_path)
+    algo = script[:-3]
+    assert folder.startswith(f"Pendulum-v1__{algo}__0__")
+    path = tmp_path / folder
+    config = json.loads((path / "config.json").read_text())
+    assert config["env"] == "Pendulum-v1" and config["algo"] == algo and config["batch_size"] == 32
+    assert {"torch", "gymnasium", "mujoco", "numpy", "python", "git_commit", "device"} <= set(config)
+    with open(path / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 200, 400]
+    assert len(rows[-1]["returns"].split()) == 2
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(path))
+    assert "step      400" in result.stdout
+
+    evaluated = run_script(script, "--eval-only", str(path), "--eval-episodes", "2")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "mean return" in evaluated.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("arguments, message", [
+    (["--env", "NoSuchEnv-v0"], "NoSuchEnv"),
+    (["--env", "CartPole-v1"], "Discrete"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--discount", "1.5"], "--discount"),
+    (["--eval-only", "/nonexistent/model.pt"], "no model file"),
+])
+def test_bad_input_is_one_line_and_exit_status_2(script, arguments, message, tmp_path):
+    result = run_script(script, *arguments, "--run-dir", str(tmp_path))
+    assert one_error_line(result), (result.returncode, result.stderr)
+    assert message in result.stderr
+    assert not os.path.exists(tmp_path) or os.listdir(tmp_path) == []  # nothing written
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_malformed_model_file_is_one_line(script, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a torch file")
+    result = run_script(script, "--eval-only", str(bad))
+    assert one_error_line(result) and "cannot read model file" in result.stderr
