@@ -1,0 +1,700 @@
+"""TD3+BC: TD3 with behaviour cloning, for offline RL.
+
+Fujimoto, Gu, "A Minimalist Approach to Offline Reinforcement Learning", NeurIPS 2021, with the
+defaults of the official repository (github.com/sfujim/TD3_BC). The changes to td3.py are the
+paper's: no environment interaction for training (the replay buffer is a fixed dataset), states
+normalized with the dataset's mean and std, and the actor loss
+
+    -(alpha / mean|Q1(s, pi(s))|) * mean Q1(s, pi(s)) + MSE(pi(s), a),    alpha = 2.5.
+
+    python td3_bc.py --dataset hopper-medium-v2.hdf5 --seed 0
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Optional
+
+import gymnasium as gym
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+from lap_buffer import LAPBuffer
+
+ALGO = "td3_bc"
+
+
+@dataclass
+class Args:
+    dataset: Optional[str] = None
+    """D4RL-layout HDF5 file or Minari dataset folder (required, except with --eval-only)"""
+    env: Optional[str] = None
+    """gymnasium environment id for evaluation (default: the dataset's environment)"""
+    env_kwargs: str = ""
+    """keyword arguments of gym.make as a JSON object (default: the dataset's, e.g. Ant's contact forces)"""
+    env_version: str = "v4"
+    """v4 or v5: the gymnasium version D4RL's halfcheetah/hopper/walker2d files map to (ant: always Ant-v4)"""
+    ref_returns: Optional[str] = None
+    """JSON file with ref_min_score and ref_max_score (tools/make_dataset.py writes one) for the normalized
+    score (default: the dataset's own, else D4RL's for halfcheetah, hopper, walker2d and ant)"""
+    seed: int = 0
+    """seed of python, numpy, torch and the evaluation environment (seeded seed + 100)"""
+    total_timesteps: int = 1_000_000
+    """gradient steps (there are no environment steps offline)"""
+    eval_freq: int = 5_000
+    """evaluate every this many gradient steps (and once at step 0)"""
+    eval_episodes: int = 10
+    """deterministic episodes per evaluation, on an environment seeded seed + 100"""
+    device: str = "auto"
+    """auto (cuda when available), cpu, cuda or cuda:N"""
+    torch_threads: int = 0
+    """CPU threads for torch (0 = torch's default)"""
+    run_dir: str = "runs"
+    """where the run folder goes"""
+    save_model: bool = False
+    """write model.pt (networks, optimizers, state normalization) at each evaluation and at the end"""
+    eval_only: Optional[str] = None
+    """evaluate a saved model.pt (or the run folder holding it) and exit"""
+
+    # TD3 (official code's defaults)
+    batch_size: int = 256
+    """transitions per gradient step"""
+    discount: float = 0.99
+    """discount factor gamma"""
+    tau: float = 0.005
+    """Polyak rate of the target networks, applied on delayed steps"""
+    target_policy_noise: float = 0.2
+    """std of the target policy smoothing noise, in normalized action units"""
+    noise_clip: float = 0.5
+    """target policy noise is clipped to +-noise_clip"""
+    policy_freq: int = 2
+    """actor and target updates every policy_freq critic updates"""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics"""
+    hdim: int = 256
+    """hidden width of the actor and the critics"""
+
+    # TD3+BC
+    alpha: float = 2.5
+    """weight of the Q term against the behaviour cloning term (the paper's alpha)"""
+    bc: bool = True
+    """add the behaviour cloning term MSE(pi(s), a) to the actor loss (--no-bc: the ablation, TD3 on the data)"""
+    normalize: bool = True
+    """normalize states with the dataset's mean and std (+1e-3)"""
+
+
+class Actor(nn.Module):
+    """s -> 256 -> ReLU -> 256 -> ReLU -> tanh: an action normalized to [-1, 1]."""
+
+    def __init__(self, state_dim, action_dim, hdim=256):
+        super().__init__()
+        self.l1 = nn.Linear(state_dim, hdim)
+        self.l2 = nn.Linear(hdim, hdim)
+        self.l3 = nn.Linear(hdim, action_dim)
+
+    def forward(self, state):
+        a = F.relu(self.l1(state))
+        a = F.relu(self.l2(a))
+        return torch.tanh(self.l3(a))
+
+
+class Critic(nn.Module):
+    """Twin Q networks: cat(s, a) -> 256 -> ReLU -> 256 -> ReLU -> 1, twice."""
+
+    def __init__(self, state_dim, action_dim, hdim=256):
+        super().__init__()
+        self.q1_l1 = nn.Linear(state_dim + action_dim, hdim)
+        self.q1_l2 = nn.Linear(hdim, hdim)
+        self.q1_l3 = nn.Linear(hdim, 1)
+        self.q2_l1 = nn.Linear(state_dim + action_dim, hdim)
+        self.q2_l2 = nn.Linear(hdim, hdim)
+        self.q2_l3 = nn.Linear(hdim, 1)
+
+    def forward(self, state, action):
+        sa = torch.cat([state, action], 1)
+        q1 = F.relu(self.q1_l1(sa))
+        q1 = F.relu(self.q1_l2(q1))
+        q1 = self.q1_l3(q1)
+        q2 = F.relu(self.q2_l1(sa))
+        q2 = F.relu(self.q2_l2(q2))
+        q2 = self.q2_l3(q2)
+        return torch.cat([q1, q2], 1)
+
+
+class Agent:
+    def __init__(self, state_dim, action_dim, args: Args, device):
+        self.args, self.device = args, device
+        self.actor = Actor(state_dim, action_dim, args.hdim).to(device)
+        self.actor_target = Actor(state_dim, action_dim, args.hdim).to(device)
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=args.actor_lr, fused=True)
+
+        self.critic = Critic(state_dim, action_dim, args.hdim).to(device)
+        self.critic_target = Critic(state_dim, action_dim, args.hdim).to(device)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=args.critic_lr, fused=True)
+
+        # The dataset is the buffer (load_dataset grows it to the dataset's size), sampled uniformly.
+        self.replay_buffer = LAPBuffer(state_dim, action_dim, device, 1, prioritized=False)
+        # State normalization, saved with the model and applied at evaluation.
+        self.state_mean = torch.zeros(1, state_dim, device=device)
+        self.state_std = torch.ones(1, state_dim, device=device)
+        self.training_steps = 0
+        self.losses = {}  # device tensors, read only when logged
+
+    def load_dataset(self, dataset: dict, eps: float = 1e-3):
+        """Fills the buffer with the dataset (D4RL keys, actions in [-1, 1]), states normalized with the
+        mean and std of its observations (+ eps), as the official code's normalize_states."""
+        state, next_state = dataset["observations"], dataset["next_observations"]
+        if self.args.normalize:
+            mean = state.mean(0, keepdims=True, dtype=np.float64)
+            std = state.std(0, keepdims=True, dtype=np.float64) + eps
+            state, next_state = (state - mean) / std, (next_state - mean) / std
+            self.state_mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+            self.state_std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+        self.replay_buffer.load(dataset | {"observations": state, "next_observations": next_state})
+
+    @torch.no_grad()
+    def select_action(self, state: np.ndarray, use_exploration: bool = False) -> np.ndarray:
+        """The normalized action in [-1, 1] for one state (offline: never any exploration noise)."""
+        state = torch.as_tensor(state, dtype=torch.float32, device=self.device).reshape(1, -1)
+        state = (state - self.state_mean) / self.state_std
+        return self.actor(state).cpu().numpy().flatten().clip(-1, 1)
+
+    def train(self):
+        self.training_steps += 1
+        self.update(*self.replay_buffer.sample(self.args.batch_size))
+
+    def update(self, state, action, next_state, reward, not_done):
+        """One TD3+BC gradient step on a batch."""
+        args = self.args
+        # Target: clipped double Q with target policy smoothing.
+        with torch.no_grad():
+            noise = (torch.randn_like(action) * args.target_policy_noise).clamp(-args.noise_clip, args.noise_clip)
+            next_action = (self.actor_target(next_state) + noise).clamp(-1, 1)
+            Q_target = self.critic_target(next_state, next_action).min(1, keepdim=True)[0]
+            Q_target = reward + not_done * args.discount * Q_target
+
+        # Critic: both heads regress on the same target.
+        Q = self.critic(state, action)
+        critic_loss = (Q - Q_target).pow(2).mean(0).sum()  # MSE(Q1, y) + MSE(Q2, y)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        self.losses["critic_loss"] = critic_loss.detach()
+
+        # Delayed actor and target updates.
+        if self.training_steps % args.policy_freq == 0:
+            self.critic.requires_grad_(False)  # the actor's gradient needs no critic weight gradients
+            pi = self.actor(state)
+            Q = self.critic(state, pi)[:, :1]  # Q1 only
+            self.critic.requires_grad_(True)
+            # TD3+BC: Q scaled by alpha over its mean magnitude (a constant), plus behaviour cloning.
+            lmbda = args.alpha / Q.abs().mean().detach()
+            actor_loss = -lmbda * Q.mean()
+            if args.bc:
+                actor_loss = actor_loss + F.mse_loss(pi, action)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+            self.losses["actor_loss"] = actor_loss.detach()
+
+            with torch.no_grad():
+                for net, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+                    torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), args.tau)
+
+    def state_dict(self):
+        return {name: getattr(self, name).state_dict() for name in
+                ("actor", "actor_target", "actor_optimizer", "critic", "critic_target", "critic_optimizer")} | {
+                "training_steps": self.training_steps, "state_mean": self.state_mean, "state_std": self.state_std}
+
+    def load_state_dict(self, state):
+        for name, value in state.items():
+            if isinstance(getattr(self, name), (nn.Module, torch.optim.Optimizer)):
+                getattr(self, name).load_state_dict(value)
+            elif isinstance(value, torch.Tensor):
+                if value.shape != getattr(self, name).shape:
+                    raise RuntimeError(f"{name} has shape {tuple(value.shape)}, expected "
+                                       f"{tuple(getattr(self, name).shape)}")
+                setattr(self, name, value.to(self.device))
+            else:
+                setattr(self, name, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline datasets (D4RL HDF5 or Minari folder), the same in td3_bc.py and td7.py
+# Read with h5py only; nothing is ever downloaded. A dataset is a dict of float32 arrays with D4RL's
+# keys: observations, actions (the environment's units), next_observations, rewards, terminals.
+
+# D4RL's reference returns (d4rl/infos.py, v2 datasets): (random, expert).
+D4RL_REF_RETURNS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
+                    "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
+D4RL_ENVS = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d", "ant": "Ant"}
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+
+
+def d4rl_env(name: str, version: str = "v4") -> tuple:
+    """(gymnasium id, gym.make kwargs) for a D4RL dataset name such as hopper-medium-v2.hdf5, or None.
+
+    halfcheetah/hopper/walker2d map to the v4 or v5 environments (same observation sizes); ant maps to
+    Ant-v4 with contact forces, the only gymnasium Ant with D4RL's 111-d observation."""
+    family = os.path.basename(name).lower().replace("_", "-").split("-")[0]
+    if family not in D4RL_ENVS:
+        return None
+    if family == "ant":
+        return "Ant-v4", {"use_contact_forces": True}
+    return f"{D4RL_ENVS[family]}-{version}", {}
+
+
+def qlearning_dataset(data: dict) -> dict:
+    """D4RL's d4rl.qlearning_dataset (v1.1, terminate_on_end=False) on arrays in the D4RL layout.
+
+    Transition i is (observations[i], actions[i], rewards[i], observations[i + 1], terminals[i]) for
+    i < N - 1 (the last row is dropped), and rows with timeouts[i] set are dropped (their next row is
+    the next episode's start). A terminal row stays, with done = 1. Like D4RL's function, this ignores
+    a next_observations key even when the file has one."""
+    n = len(data["rewards"]) - 1
+    keep = ~np.asarray(data["timeouts"][:n], bool)
+    obs = np.asarray(data["observations"], np.float32)
+    return {"observations": obs[:-1][keep], "actions": np.asarray(data["actions"][:n], np.float32)[keep],
+            "next_observations": obs[1:][keep], "rewards": np.asarray(data["rewards"][:n], np.float32)[keep],
+            "terminals": np.asarray(data["terminals"][:n], np.float32)[keep]}
+
+
+def episodes_to_transitions(episodes: list) -> dict:
+    """Minari episodes (observations T + 1, actions / rewards / terminations / truncations T) to
+    transitions: s' = observations[t + 1] of the same episode and done = terminations[t]. A truncated
+    last step keeps its real s' (Minari stores it) with done = 0, so no row is dropped."""
+    columns = {key: [] for key in ("observations", "actions", "next_observations", "rewards", "terminals")}
+    for ep in episodes:
+        obs = np.asarray(ep["observations"], np.float32)
+        columns["observations"].append(obs[:-1])
+        columns["next_observations"].append(obs[1:])
+        columns["actions"].append(np.asarray(ep["actions"], np.float32))
+        columns["rewards"].append(np.asarray(ep["rewards"], np.float32).reshape(-1))
+        columns["terminals"].append(np.asarray(ep["terminations"], np.float32).reshape(-1))
+    return {key: np.concatenate(value) for key, value in columns.items()}
+
+
+def _read_hdf5(path: str, read):
+    """read(h5py.File) with a UsageError for a file h5py cannot open."""
+    try:
+        with h5py.File(path, "r") as f:
+            return read(f)
+    except OSError as e:
+        raise UsageError(f"cannot read {path} as HDF5: {e}")
+
+
+def read_d4rl(path: str) -> tuple:
+    """(arrays, root attributes) of a D4RL-layout HDF5 file, checked for D4RL's keys and lengths."""
+    def read(f):
+        for key in D4RL_KEYS:
+            if not isinstance(f.get(key), h5py.Dataset):
+                raise UsageError(f"{path} has no '{key}' dataset: a D4RL file needs {', '.join(D4RL_KEYS)}")
+        return {key: f[key][()] for key in D4RL_KEYS}, dict(f.attrs)
+    data, attrs = _read_hdf5(path, read)
+    n = len(data["observations"])
+    for key in D4RL_KEYS:
+        if key not in ("observations", "actions") and data[key].shape == (n, 1):
+            data[key] = data[key].reshape(n)
+        if data[key].ndim != (2 if key in ("observations", "actions") else 1) or len(data[key]) != n:
+            raise UsageError(f"{path}: '{key}' has shape {data[key].shape}, expected ({n}"
+                             f"{', dim' if key in ('observations', 'actions') else ''}) like the observations")
+    if n < 2:
+        raise UsageError(f"{path} holds {n} rows: too few for a single transition")
+    return data, attrs
+
+
+def read_minari(folder: str) -> tuple:
+    """(transitions, metadata) of a Minari dataset folder (<id>/data/main_data.hdf5 and metadata.json;
+    the <id> or the data folder may be given). Episodes are the groups episode_0, episode_1, ..."""
+    data_dir = folder if os.path.isfile(os.path.join(folder, "main_data.hdf5")) else os.path.join(folder, "data")
+    path = os.path.join(data_dir, "main_data.hdf5")
+    if not os.path.isfile(path):
+        raise UsageError(f"{folder} is not a Minari dataset folder: no data/main_data.hdf5 in it")
+    metadata = {}
+    if os.path.isfile(os.path.join(data_dir, "metadata.json")):
+        try:
+            with open(os.path.join(data_dir, "metadata.json")) as f:
+                metadata = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read {os.path.join(data_dir, 'metadata.json')}: {e}")
+
+    def read(f):
+        names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        if not names:
+            raise UsageError(f"{path} has no episode_N groups: not a Minari dataset")
+        episodes = []
+        for name in names:
+            group, ep = f[name], {}
+            for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+                if not isinstance(group.get(key), h5py.Dataset):
+                    raise UsageError(f"{path}: {name} has no '{key}' dataset (Dict or Tuple spaces are not supported)")
+                ep[key] = group[key][()]
+            steps = len(ep["actions"])
+            if ep["observations"].ndim != 2 or ep["actions"].ndim != 2 or len(ep["observations"]) != steps + 1 or \
+                    any(len(ep[k]) != steps for k in ("rewards", "terminations", "truncations")):
+                raise UsageError(f"{path}: {name} does not hold T + 1 flat observations and T actions, rewards, "
+                                 f"terminations, truncations (observations {ep['observations'].shape}, "
+                                 f"actions {ep['actions'].shape})")
+            episodes.append(ep)
+        return episodes, dict(f.attrs)
+
+    episodes, attrs = _read_hdf5(path, read)
+    return episodes_to_transitions(episodes), {**attrs, **metadata, "total_episodes": len(episodes)}
+
+
+def load_dataset(path: str, env_version: str = "v4") -> tuple:
+    """(transitions, info) from a D4RL HDF5 file or a Minari dataset folder.
+
+    info holds the environment the data comes from, when the dataset tells (env: a gymnasium id or None,
+    env_kwargs: gym.make kwargs), its own reference returns if it has any (ref_returns: (min, max) or
+    None) and format ("d4rl" or "minari"). D4RL files tell their environment by an env_id attribute
+    (tools/make_dataset.py writes one) or by their name; Minari folders by their (eval) env spec."""
+    if os.path.isdir(path):
+        data, metadata = read_minari(path)
+        spec = metadata.get("eval_env_spec") or metadata.get("env_spec")
+        try:
+            spec = json.loads(spec) if isinstance(spec, (str, bytes)) else spec
+        except ValueError:
+            spec = None
+        env = (spec["id"], spec.get("kwargs") or {}) if isinstance(spec, dict) and "id" in spec else None
+        ref = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+        fmt = "minari"
+    elif os.path.isfile(path):
+        raw, attrs = read_d4rl(path)
+        data = qlearning_dataset(raw)
+        if "env_id" in attrs:
+            env = str(attrs["env_id"]), json.loads(attrs.get("env_kwargs", "{}") or "{}")
+        else:
+            env = d4rl_env(path, env_version)
+        ref = attrs.get("ref_min_score"), attrs.get("ref_max_score")
+        fmt = "d4rl"
+    else:
+        raise UsageError(f"no dataset at {path}: pass a D4RL-layout HDF5 file or a Minari dataset folder")
+    if len(data["rewards"]) == 0:
+        raise UsageError(f"{path} holds no transitions once timeouts are dropped")
+    return data, {"env": env[0] if env else None, "env_kwargs": env[1] if env else {},
+                  "ref_returns": tuple(map(float, ref)) if None not in ref else None, "format": fmt}
+
+
+def check_dataset(data: dict, env: gym.Env, path: str) -> dict:
+    """The transitions checked against the evaluation environment, actions mapped to [-1, 1]."""
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    for key, dim in (("observations", obs_dim), ("next_observations", obs_dim), ("actions", action_dim)):
+        if data[key].shape[1:] != (dim,):
+            raise UsageError(f"{path} has {data[key].shape[1:]} {key[:-1].replace('_', ' ')}s but "
+                             f"{env.spec.id if env.spec else 'the environment'} has ({dim},): pass the matching --env")
+    for key, value in data.items():
+        if not np.all(np.isfinite(value)):
+            raise UsageError(f"{path} has non-finite values in '{key}'")
+    low, high = env.action_space.low, env.action_space.high
+    action = (data["actions"] - (high + low) / 2.0) / ((high - low) / 2.0)
+    return data | {"actions": action.clip(-1, 1).astype(np.float32)}
+
+
+def reference_returns(env_id: str, info: dict, path: Optional[str] = None):
+    """(random, expert) returns that define the normalized score, or None: a JSON file with ref_min_score
+    and ref_max_score (tools/make_dataset.py writes one) if given, else the dataset's own, else D4RL's
+    for the environment's family (halfcheetah, hopper, walker2d, ant)."""
+    if path is not None:
+        try:
+            with open(path) as f:
+                ref = json.load(f)
+            return float(ref["ref_min_score"]), float(ref["ref_max_score"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"cannot read ref_min_score and ref_max_score from --ref-returns {path}: {e!r}")
+    if info.get("ref_returns"):
+        return info["ref_returns"]
+    return D4RL_REF_RETURNS.get(env_id.split("-")[0].lower())
+
+
+def normalized_score(ret, ref: tuple):
+    """D4RL's normalized score: 100 (R - random) / (expert - random)."""
+    return 100.0 * (np.asarray(ret) - ref[0]) / (ref[1] - ref[0])
+
+
+def parse_env_kwargs(text: str) -> dict:
+    """--env-kwargs (a JSON object, or empty) as a dict."""
+    try:
+        kwargs = json.loads(text) if text.strip() else {}
+    except ValueError as e:
+        raise UsageError(f"--env-kwargs must be a JSON object such as '{{\"use_contact_forces\": true}}': {e}")
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return kwargs
+
+# ---------------------------------------------------------------------------------------------
+# Shared by every script, written the same way in each.
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit status 2."""
+
+
+def check_args(args: Args):
+    positive = ["total_timesteps", "eval_freq", "eval_episodes", "batch_size", "policy_freq", "hdim"]
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ["torch_threads", "target_policy_noise", "noise_clip", "actor_lr", "critic_lr", "tau", "alpha"]:
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if not 0 <= args.discount <= 1:
+        raise UsageError(f"--discount must be in [0, 1], got {args.discount}")
+    if not 0 <= args.tau <= 1:
+        raise UsageError(f"--tau must be in [0, 1], got {args.tau}")
+    if args.env_version not in ("v4", "v5"):
+        raise UsageError(f"--env-version must be v4 or v5, got {args.env_version!r}")
+    parse_env_kwargs(args.env_kwargs)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} asked for, but torch sees no CUDA device: use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported --device {name!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
+    """A seeded environment with a bounded Box action space, or a UsageError; kwargs go to gym.make."""
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise UsageError(f"cannot make environment {env_id!r}: {e}")
+    except ImportError as e:
+        raise UsageError(f"environment {env_id!r} needs a missing package: {e}")
+    except TypeError as e:
+        raise UsageError(f"environment {env_id!r} does not take the keyword arguments {kwargs}: {e}")
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise UsageError(f"{env_id} has a {type(space).__name__} action space; {ALGO}.py needs continuous (Box) actions")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise UsageError(f"{env_id} has an unbounded action space; {ALGO}.py needs finite action bounds")
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        raise UsageError(f"{env_id} must have a flat Box observation space, got {env.observation_space}")
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+def action_scale_bias(space: gym.spaces.Box):
+    """env action = normalized action * scale + bias, so [-1, 1] maps onto [low, high]."""
+    return (space.high - space.low) / 2.0, (space.high + space.low) / 2.0
+
+
+def evaluate(agent, env: gym.Env, episodes: int) -> np.ndarray:
+    """Returns of `episodes` deterministic episodes (no exploration noise)."""
+    scale, bias = action_scale_bias(env.action_space)
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
+        state, _ = env.reset()
+        done = False
+        while not done:
+            action = agent.select_action(state, use_exploration=False)
+            state, reward, terminated, truncated, _ = env.step(action * scale + bias)
+            returns[episode] += reward
+            done = terminated or truncated
+    return returns
+
+
+def atomic_write(path: str, text: str):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def versions() -> dict:
+    import mujoco  # noqa: F401 (imported by gymnasium's MuJoCo environments anyway)
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
+        commit = git.stdout.strip() if git.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
+            "mujoco": mujoco.__version__, "numpy": np.__version__, "git_commit": commit}
+
+
+class RunLogger:
+    """The run folder: config.json, evaluations.csv (rewritten atomically) and TensorBoard scalars."""
+
+    def __init__(self, args: Args, device: torch.device, ref_returns=None, extra=None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
+        os.makedirs(self.path, exist_ok=True)
+        config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
+                                               "torch_threads": torch.get_num_threads()} | (extra or {})
+        atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
+        self.writer = SummaryWriter(self.path)
+        self.rows = []
+        self.ref_returns = ref_returns  # offline: (random, expert) returns of the normalized score, or None
+
+    def scalar(self, name: str, value, step: int):
+        self.writer.add_scalar(name, float(value), step)
+
+    def evaluation(self, step: int, wall_seconds: float, returns: np.ndarray):
+        self.rows.append([step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
+                          " ".join(f"{r:.3f}" for r in returns)])
+        header = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
+        if self.ref_returns is not None:
+            score = normalized_score(returns.mean(), self.ref_returns)
+            self.rows[-1].append(f"{score:.3f}")
+            header.append("normalized_score")
+            self.scalar("eval/normalized_score", score, step)
+        lines = [",".join(header)]
+        lines += [",".join(map(str, row)) for row in self.rows]
+        atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
+        self.scalar("eval/mean_return", returns.mean(), step)
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+def save_model(agent, args: Args, path: str, step: int):
+    tmp = path + ".tmp"
+    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent.state_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str) -> dict:
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.pt")
+    if not os.path.isfile(path):
+        raise UsageError(f"no model file at {path}: pass a model.pt written by --save-model or its run folder")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().split("\n")[0]
+        raise UsageError(f"cannot read model file {path}: {type(e).__name__}: {reason}")
+    if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
+        raise UsageError(f"{path} is not a {ALGO}.py model")
+    return checkpoint
+
+
+def format_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def seed_everything(seed: int):
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_agent(env: gym.Env, args: Args, device: torch.device) -> Agent:
+    return Agent(env.observation_space.shape[0], env.action_space.shape[0], args, device)
+
+
+def run_eval_only(args: Args, device: torch.device):
+    checkpoint = load_model(args.eval_only)
+    saved = Args(**checkpoint["args"])
+    env = make_env(saved.env, args.seed + 100, **parse_env_kwargs(saved.env_kwargs))
+    agent = make_agent(env, saved, device)
+    try:
+        agent.load_state_dict(checkpoint["agent"])
+    except (KeyError, RuntimeError) as e:
+        raise UsageError(f"{args.eval_only} does not match {saved.env}: {e}")
+    returns = evaluate(agent, env, args.eval_episodes)
+    ref = reference_returns(saved.env, {}, args.ref_returns or saved.ref_returns)
+    score = f", normalized score {normalized_score(returns.mean(), ref):.1f}" if ref else ""
+    print(f"{saved.env} {ALGO} (step {checkpoint['step']}): mean return {returns.mean():.1f} +- {returns.std():.1f}"
+          f" over {args.eval_episodes} episodes{score}")
+
+
+def main(args: Args):
+    check_args(args)
+    device = resolve_device(args.device)
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    seed_everything(args.seed)
+    if args.eval_only:
+        return run_eval_only(args, device)
+
+    # Offline: the dataset replaces the environment for training; it names the evaluation environment.
+    if args.dataset is None:
+        raise UsageError("--dataset PATH is required: a D4RL-layout HDF5 file or a Minari dataset folder")
+    dataset, info = load_dataset(args.dataset, args.env_version)
+    if args.env is None:
+        if info["env"] is None:
+            raise UsageError(f"cannot tell which environment {args.dataset} comes from: pass --env")
+        args = replace(args, env=info["env"], env_kwargs=args.env_kwargs or json.dumps(info["env_kwargs"]))
+    eval_env = make_env(args.env, args.seed + 100, **parse_env_kwargs(args.env_kwargs))
+    dataset = check_dataset(dataset, eval_env, args.dataset)
+    if len(dataset["rewards"]) < args.batch_size:
+        raise UsageError(f"{args.dataset} holds {len(dataset['rewards'])} transitions, fewer than --batch-size "
+                         f"{args.batch_size}")
+    ref_returns = reference_returns(args.env, info, args.ref_returns)
+    agent = make_agent(eval_env, args, device)
+    agent.load_dataset(dataset)
+    logger = RunLogger(args, device, ref_returns, {"dataset_format": info["format"],
+                                                   "dataset_transitions": len(dataset["rewards"]),
+                                                   "ref_returns": ref_returns})
+    model_path = os.path.join(logger.path, "model.pt")
+    print(f"{ALGO} on {args.env} from {args.dataset} ({len(dataset['rewards'])} transitions), seed {args.seed}, "
+          f"device {device}: {logger.path}")
+
+    start_time = time.time()
+
+    def evaluate_and_log(step: int):
+        returns = evaluate(agent, eval_env, args.eval_episodes)
+        logger.evaluation(step, time.time() - start_time, returns)
+        for name, value in agent.losses.items():
+            logger.scalar(f"losses/{name}", value, step)
+        sps = step / (time.time() - start_time)
+        logger.scalar("train/SPS", sps, step)
+        left = format_time((args.total_timesteps - step) / sps) if step else "-"
+        score = f" | normalized {normalized_score(returns.mean(), ref_returns):6.1f}" if ref_returns else ""
+        print(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
+              f"{sps:6.1f} train steps/s | {left} left", flush=True)
+        if args.save_model:
+            save_model(agent, args, model_path, step)
+
+    t = 0
+    try:
+        evaluate_and_log(0)
+        for t in range(args.total_timesteps):
+            agent.train()  # one gradient step on a uniform batch of the dataset
+            if (t + 1) % args.eval_freq == 0:
+                evaluate_and_log(t + 1)
+    except KeyboardInterrupt:
+        if args.save_model:
+            save_model(agent, args, model_path, t)
+        logger.close()
+        print(f"interrupted at step {t}; evaluations so far are in {logger.path}", file=sys.stderr)
+        sys.exit(130)
+    if args.save_model:
+        save_model(agent, args, model_path, args.total_timesteps)
+    logger.close()
+    return logger.path
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except UsageError as e:
+        print(f"{ALGO}.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
