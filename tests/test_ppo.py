@@ -1,0 +1,294 @@
+"""ppo.py: GAE with terminations and truncations, the clipped objective, normalization statistics, the vector path,
+the command line, and learning InvertedPendulum."""
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ppo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_agent(seed=0, env_id="InvertedPendulum-v4", **overrides):
+    torch.manual_seed(seed)
+    args = ppo.Args(env=env_id, **overrides)
+    env = ppo.make_env(env_id, seed)
+    return ppo.make_agent(env, args, torch.device("cpu")), env
+
+
+def test_gae_with_termination_and_truncation_matches_hand_computation():
+    gamma, lam = 0.9, 0.8
+    rewards = torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0], [6.0]])
+    values = torch.tensor([[0.5], [1.0], [-0.5], [2.0], [1.5], [0.25]])
+    # Step 1 terminates (no bootstrap); step 3 is cut by the time limit, and the true final observation of that
+    # episode has value 3.0; the rollout ends mid-episode and the observation after it has value 0.8.
+    dones = torch.tensor([[0.0], [1.0], [0.0], [1.0], [0.0], [0.0]])
+    final_values = torch.tensor([[0.0], [0.0], [0.0], [3.0], [0.0], [0.0]])
+    next_value = torch.tensor([0.8])
+
+    # By hand, backwards: delta_t = r_t + gamma * V(next) - V(s_t); A_t = delta_t + gamma * lam * A_t+1 within
+    # an episode.
+    A5 = 6 + 0.9 * 0.8 - 0.25  # 6.47: bootstraps from the observation after the rollout
+    A4 = (5 + 0.9 * 0.25 - 1.5) + 0.72 * A5  # 3.725 + 4.6584 = 8.3834
+    A3 = 4 + 0.9 * 3.0 - 2.0  # 4.7: truncation, bootstraps from V(s_final) = 3.0, not from V(s_4) = 1.5
+    A2 = (3 + 0.9 * 2.0 + 0.5) + 0.72 * A3  # 5.3 + 3.384 = 8.684
+    A1 = 2 - 1.0  # 1.0: termination, no bootstrap
+    A0 = (1 + 0.9 * 1.0 - 0.5) + 0.72 * A1  # 1.4 + 0.72 = 2.12
+    expected = torch.tensor([[A0], [A1], [A2], [A3], [A4], [A5]])
+    assert torch.allclose(expected.flatten(), torch.tensor([2.12, 1.0, 8.684, 4.7, 8.3834, 6.47]))
+
+    advantages, returns = ppo.compute_gae(rewards, values, dones, final_values, next_value, gamma, lam)
+    torch.testing.assert_close(advantages, expected)
+    torch.testing.assert_close(returns, expected + values)
+
+
+def test_clipped_objective_gradient_vanishes_only_where_clipping_binds():
+    eps = 0.2
+    # (ratio, advantage): clipping binds when r > 1 + eps with A > 0 and when r < 1 - eps with A < 0.
+    cases = [(1.3, 1.0, True), (1.3, -1.0, False), (0.7, -1.0, True), (0.7, 1.0, False),
+             (1.1, 1.0, False), (0.9, -1.0, False), (1.1, -2.0, False)]
+    logratio = torch.tensor([math.log(r) for r, _, _ in cases], requires_grad=True)
+    advantages = torch.tensor([a for _, a, _ in cases])
+    ppo.clipped_surrogate_loss(logratio, advantages, eps).backward()
+    n = len(cases)
+    for (ratio, advantage, binds), grad in zip(cases, logratio.grad):
+        if binds:
+            assert grad == 0, (ratio, advantage)
+        else:  # d/dlogratio of -A * exp(logratio) / n
+            assert grad == pytest.approx(-advantage * ratio / n, rel=1e-5), (ratio, advantage)
+
+
+def test_normalization_statistics_survive_save_and_load(tmp_path):
+    agent, _ = make_agent(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        agent.obs_rms.update(rng.normal(3.0, 2.0, size=(7, 4)))
+        agent.return_rms.update(rng.normal(0.0, 5.0, size=(3,)))
+    path = str(tmp_path / "model.pt")
+    ppo.save_model(agent, agent.args, path, step=123)
+
+    loaded, _ = make_agent(seed=1)
+    checkpoint = ppo.load_model(str(tmp_path))
+    loaded.load_state_dict(checkpoint["agent"])
+    assert checkpoint["step"] == 123
+    for name in ("obs_rms", "return_rms"):
+        saved, restored = getattr(agent, name), getattr(loaded, name)
+        assert np.array_equal(saved.mean, restored.mean) and np.array_equal(saved.var, restored.var), name
+        assert saved.count == restored.count, name
+        assert restored.mean.dtype == np.float64
+    assert not np.array_equal(loaded.obs_rms.mean, np.zeros(4))
+    for p, q in zip([*agent.actor.parameters(), *agent.critic.parameters()],
+                    [*loaded.actor.parameters(), *loaded.critic.parameters()]):
+        assert torch.equal(p, q)
+
+
+class ActedOnStates(gym.Wrapper):
+    """Records the raw observation each action was chosen for."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.acted_on = []
+
+    def reset(self, **kwargs):
+        self.last, info = self.env.reset(**kwargs)
+        return self.last, info
+
+    def step(self, action):
+        self.acted_on.append(self.last)
+        self.last, *rest = self.env.step(action)
+        return (self.last, *rest)
+
+
+def test_evaluation_normalizes_with_the_saved_statistics_and_never_updates_them():
+    agent, _ = make_agent(seed=0)
+    with torch.no_grad():
+        agent.actor.net[-1].weight.mul_(30)  # actions that depend visibly on the observations
+    agent.obs_rms.mean = np.array([0.05, -0.02, 0.1, -0.3])
+    agent.obs_rms.var = np.array([0.01, 0.04, 0.5, 2.0])
+    agent.obs_rms.count = 17.0
+    before = {k: v.clone() for k, v in agent.obs_rms.state_dict().items()}
+    inputs = []
+    select_action = agent.select_action
+    agent.select_action = lambda state, use_exploration: inputs.append(state) or select_action(state, use_exploration)
+
+    env = ActedOnStates(ppo.make_env("InvertedPendulum-v4", 100))
+    returns = ppo.evaluate(agent, env, episodes=3)
+
+    assert len(returns) == 3 and len(inputs) == len(env.acted_on) == returns.sum()  # reward 1 per step
+    after = agent.obs_rms.state_dict()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    mean, var = before["mean"].numpy(), before["var"].numpy()
+    expected = np.clip((np.array(env.acted_on) - mean) / np.sqrt(var + 1e-8), -10, 10)
+    np.testing.assert_allclose(np.array(inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+# InvertedDoublePendulum: rewards that vary from step to step and from environment to environment.
+PENDULUM, TIME_LIMIT = "InvertedDoublePendulum-v4", 7
+
+
+def frozen_agent():
+    """A seeded agent that acts deterministically (log std -30) with fixed normalization statistics, pushing the
+    pendulum over in about 7 steps, so that a time limit of 7 sees both terminations and truncations."""
+    agent, _ = make_agent(seed=0, env_id=PENDULUM)
+    rng = np.random.default_rng(0)
+    dim = agent.obs_rms.mean.shape[0]
+    agent.obs_rms.mean, agent.obs_rms.var = rng.normal(0, 0.1, dim), rng.uniform(0.5, 2, dim)
+    agent.return_rms.var = np.array(4.0)
+    agent.obs_rms.update = agent.return_rms.update = lambda x: None
+    with torch.no_grad():
+        agent.actor.net[-1].weight.mul_(100)
+        agent.actor.net[-1].bias.fill_(0.35)
+        agent.actor.log_std.fill_(-30.0)
+    return agent
+
+
+def pendulum_vector_env(num_envs):
+    return gym.vector.SyncVectorEnv(
+        [lambda: gym.make(PENDULUM, max_episode_steps=TIME_LIMIT) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def rollout_data(agent, envs, seed, steps=32):
+    rollout = ppo.Rollout(agent, envs, steps, seed)
+    next_value, _ = rollout.collect()
+    advantages, returns = rollout.advantages(next_value)
+    return {"obs": torch.from_numpy(rollout.obs), "actions": rollout.actions, "values": rollout.values,
+            "rewards": torch.from_numpy(rollout.rewards), "dones": torch.from_numpy(rollout.dones),
+            "final_values": rollout.final_values, "advantages": advantages, "returns": returns}
+
+
+def test_vector_env_rollouts_match_single_env_rollouts():
+    agent = frozen_agent()
+    both = rollout_data(agent, pendulum_vector_env(2), seed=3)  # env i is reset with seed 3 + i
+    # Both kinds of episode end occur in each environment, so both paths are exercised.
+    truncations = (both["final_values"] != 0).sum(0)
+    terminations = both["dones"].sum(0) - truncations
+    assert (truncations > 0).all() and (terminations > 0).all(), (truncations, terminations)
+
+    for i in range(2):
+        alone = rollout_data(agent, pendulum_vector_env(1), seed=3 + i)
+        for name, value in alone.items():
+            torch.testing.assert_close(both[name][:, i], value[:, 0], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_truncation_bootstraps_from_the_true_final_observation():
+    agent = frozen_agent()
+    rollout = ppo.Rollout(agent, pendulum_vector_env(1), 32, seed=3)
+    rollout.collect()
+    # Replay the rollout's actions on a plain environment (reset the way the vector env resets it) to get the true
+    # final observation of every episode the time limit cut.
+    env = gym.make(PENDULUM, max_episode_steps=TIME_LIMIT)
+    env.reset(seed=3)
+    scale, bias = ppo.action_scale_bias(env.action_space)
+    truncated_at = []
+    for t in range(32):
+        state, _, terminated, truncated, _ = env.step(rollout.actions[t, 0].clamp(-1, 1).numpy() * scale + bias)
+        assert rollout.dones[t, 0] == float(terminated or truncated)
+        if truncated and not terminated:
+            truncated_at.append(t)
+            final = np.clip((state - agent.obs_rms.mean) / np.sqrt(agent.obs_rms.var + 1e-8), -10, 10)
+            with torch.no_grad():
+                expected = agent.critic(torch.tensor(final, dtype=torch.float32))
+                next_episode_first = agent.critic(torch.from_numpy(rollout.obs[t + 1, 0]))
+            torch.testing.assert_close(rollout.final_values[t, 0], expected)
+            assert not torch.allclose(rollout.final_values[t, 0], next_episode_first)
+        else:
+            assert rollout.final_values[t, 0] == 0  # no bootstrap after a termination (or mid-episode)
+        if terminated or truncated:
+            env.reset()
+    assert truncated_at and len(truncated_at) < rollout.dones.sum()  # truncations and terminations both occur
+
+
+def read_evaluations(run_dir):
+    (run,) = os.listdir(run_dir)
+    with open(os.path.join(run_dir, run, "evaluations.csv")) as f:
+        return os.path.join(run_dir, run), list(csv.DictReader(f))
+
+
+def test_cli_short_run_writes_run_folder_and_eval_only_reads_it(script, tmp_path):
+    run_dir = str(tmp_path / "runs")
+    result = script("ppo.py", "--env", "InvertedPendulum-v4", "--num-envs", "2", "--num-steps", "64",
+                    "--num-minibatches", "4", "--update-epochs", "2", "--total-timesteps", "256", "--eval-freq", "128",
+                    "--eval-episodes", "2", "--torch-threads", "1", "--run-dir", run_dir, "--save-model")
+    assert result.returncode == 0, result.stderr
+    path, rows = read_evaluations(run_dir)
+    assert [int(r["step"]) for r in rows] == [0, 128, 256]
+    assert all(len(r["returns"].split()) == 2 for r in rows)
+    config = json.load(open(os.path.join(path, "config.json")))
+    assert config["algo"] == "ppo" and config["num_envs"] == 2 and config["env"] == "InvertedPendulum-v4"
+    assert "torch" in config and "gymnasium" in config
+    assert os.path.isfile(os.path.join(path, "model.pt"))
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(path))
+
+    result = script("ppo.py", "--eval-only", path, "--eval-episodes", "2", "--torch-threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert "InvertedPendulum-v4 ppo (step 256): mean return" in result.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--env", "NoSuchEnv-v0"], "cannot make environment"),
+    (["--env", "CartPole-v1"], "Discrete action space"),
+    (["--num-minibatches", "0"], "--num-minibatches must be positive"),
+    (["--eval-only", "/nonexistent/run"], "no model file"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(script, tmp_path, argv, message):
+    result = script("ppo.py", *argv, "--run-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("ppo.py: error:") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert not os.listdir(tmp_path)  # no run folder for a run that never started
+
+
+def test_cli_unreadable_model_is_one_line_and_exit_2(script, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_text("not a model")
+    result = script("ppo.py", "--eval-only", str(bad))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("ppo.py: error: cannot read model file")
+
+
+def test_cli_ctrl_c_exits_130_with_the_logs_written(tmp_path):
+    run_dir = str(tmp_path / "runs")
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "ppo.py"), "--env", "InvertedPendulum-v4", "--eval-episodes", "1",
+         "--torch-threads", "1", "--run-dir", run_dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    try:
+        for line in process.stdout:  # the step-0 evaluation is written: training has started
+            if line.startswith("step        0"):
+                break
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted at step" in stderr
+    _, rows = read_evaluations(run_dir)
+    assert rows[0]["step"] == "0"
+
+
+def test_learns_inverted_pendulum(script, tmp_path):
+    # 20 rollouts of 2048 steps: about 25 s on 2 idle cores; seeds 0-4 all end at 900-1000 (1000 is the maximum).
+    run_dir = str(tmp_path / "runs")
+    start = time.time()
+    result = script("ppo.py", "--env", "InvertedPendulum-v4", "--seed", "0", "--total-timesteps", "40960",
+                    "--eval-freq", "20480", "--torch-threads", "1", "--run-dir", run_dir, timeout=180)
+    assert result.returncode == 0, result.stderr
+    _, rows = read_evaluations(run_dir)
+    assert [int(r["step"]) for r in rows] == [0, 20480, 40960]
+    assert float(rows[0]["mean_return"]) < 100  # an untrained policy drops the pole quickly
+    assert float(rows[-1]["mean_return"]) >= 500, (rows, time.time() - start)
