@@ -2,8 +2,11 @@
 
 Fujimoto, Chang, Smith, Gu, Precup, Meger, "For SALE: State-Action Representation Learning for Deep
 Reinforcement Learning", NeurIPS 2023, with the defaults of the official code (github.com/sfujim/TD7).
+`--offline` is the paper's offline variant: the dataset is the (LAP) buffer, no checkpoints, no
+exploration, no state normalization, and the actor loss adds lmbda * mean|Q| (detached) * MSE(pi(s), a).
 
     python td7.py --env Ant-v4 --seed 0
+    python td7.py --offline --dataset hopper-medium-v2.hdf5 --seed 0
 """
 
 import copy
@@ -13,10 +16,11 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import gymnasium as gym
+import h5py
 import numpy as np
 import torch
 import torch.nn as nn
@@ -30,16 +34,16 @@ ALGO = "td7"
 
 @dataclass
 class Args:
-    env: str = "HalfCheetah-v4"
-    """gymnasium environment id (any Box action space)"""
+    env: Optional[str] = None
+    """gymnasium environment id, any Box action space (default: HalfCheetah-v4; offline: the dataset's environment)"""
     seed: int = 0
     """seed of python, numpy, torch, the environments and their action spaces"""
     total_timesteps: int = 1_000_000
-    """environment steps"""
+    """environment steps (offline: gradient steps)"""
     start_timesteps: int = 25_000
     """uniform-random steps before learning starts (it starts at the first episode end after them)"""
     eval_freq: int = 5_000
-    """evaluate every this many environment steps (and once at step 0)"""
+    """evaluate every this many environment steps (offline: gradient steps), and once at step 0"""
     eval_episodes: int = 10
     """deterministic episodes per evaluation, on an environment seeded seed + 100"""
     device: str = "auto"
@@ -57,7 +61,7 @@ class Args:
     batch_size: int = 256
     """transitions per gradient step"""
     buffer_size: int = 1_000_000
-    """replay buffer capacity"""
+    """replay buffer capacity (offline: the dataset's size)"""
     discount: float = 0.99
     """discount factor gamma"""
     target_update_rate: int = 250
@@ -102,6 +106,21 @@ class Args:
     """gradient steps before switching to max_eps_when_checkpointing assessment episodes"""
     reset_weight: float = 0.9
     """the best checkpoint score is weighted by this at the switch"""
+
+    # Offline (the paper's offline variant)
+    offline: bool = False
+    """train on --dataset without interaction: no checkpoints, no exploration, a BC term in the actor loss"""
+    dataset: Optional[str] = None
+    """D4RL-layout HDF5 file or Minari dataset folder (with --offline)"""
+    env_kwargs: str = ""
+    """keyword arguments of gym.make as a JSON object (default: the dataset's, e.g. Ant's contact forces)"""
+    env_version: str = "v4"
+    """v4 or v5: the gymnasium version D4RL's halfcheetah/hopper/walker2d files map to (ant: always Ant-v4)"""
+    ref_returns: Optional[str] = None
+    """JSON file with ref_min_score and ref_max_score (tools/make_dataset.py writes one) for the normalized
+    score (default: the dataset's own, else D4RL's for halfcheetah, hopper, walker2d and ant)"""
+    lmbda: float = 0.1
+    """offline: weight of the behaviour cloning term, times mean|Q| (the paper's lambda)"""
 
 
 def AvgL1Norm(x, eps=1e-8):
@@ -210,7 +229,9 @@ class Agent:
         self.checkpoint_actor = frozen_copy(self.actor)
         self.checkpoint_encoder = frozen_copy(self.encoder)
 
-        self.replay_buffer = LAPBuffer(state_dim, action_dim, device, args.buffer_size, prioritized=args.lap)
+        # Offline, the dataset is the buffer (LAPBuffer.load grows it to the dataset's size).
+        self.replay_buffer = LAPBuffer(state_dim, action_dim, device, 1 if args.offline else args.buffer_size,
+                                       prioritized=args.lap)
         self.training_steps = 0
         self.losses = {}  # device tensors, read only when logged
 
@@ -294,8 +315,11 @@ class Agent:
             self.critic.requires_grad_(False)  # the actor's gradient needs no critic weight gradients
             actor = self.actor(state, fixed_zs)
             fixed_zsa = self.fixed_encoder.zsa(fixed_zs, actor)
-            actor_loss = -self.critic(state, actor, fixed_zsa, fixed_zs).mean()  # both heads (TD3: Q1 only)
+            Q = self.critic(state, actor, fixed_zsa, fixed_zs)
             self.critic.requires_grad_(True)
+            actor_loss = -Q.mean()  # both heads (TD3: Q1 only)
+            if args.offline:  # behaviour cloning, weighted by lmbda times the (constant) mean |Q|
+                actor_loss = actor_loss + args.lmbda * Q.abs().mean().detach() * F.mse_loss(actor, action)
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
@@ -361,6 +385,209 @@ class Agent:
 
 
 # ---------------------------------------------------------------------------------------------
+# Offline datasets (D4RL HDF5 or Minari folder), the same in td3_bc.py and td7.py
+# Read with h5py only; nothing is ever downloaded. A dataset is a dict of float32 arrays with D4RL's
+# keys: observations, actions (the environment's units), next_observations, rewards, terminals.
+
+# D4RL's reference returns (d4rl/infos.py, v2 datasets): (random, expert).
+D4RL_REF_RETURNS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
+                    "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
+D4RL_ENVS = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d", "ant": "Ant"}
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+
+
+def d4rl_env(name: str, version: str = "v4") -> tuple:
+    """(gymnasium id, gym.make kwargs) for a D4RL dataset name such as hopper-medium-v2.hdf5, or None.
+
+    halfcheetah/hopper/walker2d map to the v4 or v5 environments (same observation sizes); ant maps to
+    Ant-v4 with contact forces, the only gymnasium Ant with D4RL's 111-d observation."""
+    family = os.path.basename(name).lower().replace("_", "-").split("-")[0]
+    if family not in D4RL_ENVS:
+        return None
+    if family == "ant":
+        return "Ant-v4", {"use_contact_forces": True}
+    return f"{D4RL_ENVS[family]}-{version}", {}
+
+
+def qlearning_dataset(data: dict) -> dict:
+    """D4RL's d4rl.qlearning_dataset (v1.1, terminate_on_end=False) on arrays in the D4RL layout.
+
+    Transition i is (observations[i], actions[i], rewards[i], observations[i + 1], terminals[i]) for
+    i < N - 1 (the last row is dropped), and rows with timeouts[i] set are dropped (their next row is
+    the next episode's start). A terminal row stays, with done = 1. Like D4RL's function, this ignores
+    a next_observations key even when the file has one."""
+    n = len(data["rewards"]) - 1
+    keep = ~np.asarray(data["timeouts"][:n], bool)
+    obs = np.asarray(data["observations"], np.float32)
+    return {"observations": obs[:-1][keep], "actions": np.asarray(data["actions"][:n], np.float32)[keep],
+            "next_observations": obs[1:][keep], "rewards": np.asarray(data["rewards"][:n], np.float32)[keep],
+            "terminals": np.asarray(data["terminals"][:n], np.float32)[keep]}
+
+
+def episodes_to_transitions(episodes: list) -> dict:
+    """Minari episodes (observations T + 1, actions / rewards / terminations / truncations T) to
+    transitions: s' = observations[t + 1] of the same episode and done = terminations[t]. A truncated
+    last step keeps its real s' (Minari stores it) with done = 0, so no row is dropped."""
+    columns = {key: [] for key in ("observations", "actions", "next_observations", "rewards", "terminals")}
+    for ep in episodes:
+        obs = np.asarray(ep["observations"], np.float32)
+        columns["observations"].append(obs[:-1])
+        columns["next_observations"].append(obs[1:])
+        columns["actions"].append(np.asarray(ep["actions"], np.float32))
+        columns["rewards"].append(np.asarray(ep["rewards"], np.float32).reshape(-1))
+        columns["terminals"].append(np.asarray(ep["terminations"], np.float32).reshape(-1))
+    return {key: np.concatenate(value) for key, value in columns.items()}
+
+
+def _read_hdf5(path: str, read):
+    """read(h5py.File) with a UsageError for a file h5py cannot open."""
+    try:
+        with h5py.File(path, "r") as f:
+            return read(f)
+    except OSError as e:
+        raise UsageError(f"cannot read {path} as HDF5: {e}")
+
+
+def read_d4rl(path: str) -> tuple:
+    """(arrays, root attributes) of a D4RL-layout HDF5 file, checked for D4RL's keys and lengths."""
+    def read(f):
+        for key in D4RL_KEYS:
+            if not isinstance(f.get(key), h5py.Dataset):
+                raise UsageError(f"{path} has no '{key}' dataset: a D4RL file needs {', '.join(D4RL_KEYS)}")
+        return {key: f[key][()] for key in D4RL_KEYS}, dict(f.attrs)
+    data, attrs = _read_hdf5(path, read)
+    n = len(data["observations"])
+    for key in D4RL_KEYS:
+        if key not in ("observations", "actions") and data[key].shape == (n, 1):
+            data[key] = data[key].reshape(n)
+        if data[key].ndim != (2 if key in ("observations", "actions") else 1) or len(data[key]) != n:
+            raise UsageError(f"{path}: '{key}' has shape {data[key].shape}, expected ({n}"
+                             f"{', dim' if key in ('observations', 'actions') else ''}) like the observations")
+    if n < 2:
+        raise UsageError(f"{path} holds {n} rows: too few for a single transition")
+    return data, attrs
+
+
+def read_minari(folder: str) -> tuple:
+    """(transitions, metadata) of a Minari dataset folder (<id>/data/main_data.hdf5 and metadata.json;
+    the <id> or the data folder may be given). Episodes are the groups episode_0, episode_1, ..."""
+    data_dir = folder if os.path.isfile(os.path.join(folder, "main_data.hdf5")) else os.path.join(folder, "data")
+    path = os.path.join(data_dir, "main_data.hdf5")
+    if not os.path.isfile(path):
+        raise UsageError(f"{folder} is not a Minari dataset folder: no data/main_data.hdf5 in it")
+    metadata = {}
+    if os.path.isfile(os.path.join(data_dir, "metadata.json")):
+        try:
+            with open(os.path.join(data_dir, "metadata.json")) as f:
+                metadata = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read {os.path.join(data_dir, 'metadata.json')}: {e}")
+
+    def read(f):
+        names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        if not names:
+            raise UsageError(f"{path} has no episode_N groups: not a Minari dataset")
+        episodes = []
+        for name in names:
+            group, ep = f[name], {}
+            for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+                if not isinstance(group.get(key), h5py.Dataset):
+                    raise UsageError(f"{path}: {name} has no '{key}' dataset (Dict or Tuple spaces are not supported)")
+                ep[key] = group[key][()]
+            steps = len(ep["actions"])
+            if ep["observations"].ndim != 2 or ep["actions"].ndim != 2 or len(ep["observations"]) != steps + 1 or \
+                    any(len(ep[k]) != steps for k in ("rewards", "terminations", "truncations")):
+                raise UsageError(f"{path}: {name} does not hold T + 1 flat observations and T actions, rewards, "
+                                 f"terminations, truncations (observations {ep['observations'].shape}, "
+                                 f"actions {ep['actions'].shape})")
+            episodes.append(ep)
+        return episodes, dict(f.attrs)
+
+    episodes, attrs = _read_hdf5(path, read)
+    return episodes_to_transitions(episodes), {**attrs, **metadata, "total_episodes": len(episodes)}
+
+
+def load_dataset(path: str, env_version: str = "v4") -> tuple:
+    """(transitions, info) from a D4RL HDF5 file or a Minari dataset folder.
+
+    info holds the environment the data comes from, when the dataset tells (env: a gymnasium id or None,
+    env_kwargs: gym.make kwargs), its own reference returns if it has any (ref_returns: (min, max) or
+    None) and format ("d4rl" or "minari"). D4RL files tell their environment by an env_id attribute
+    (tools/make_dataset.py writes one) or by their name; Minari folders by their (eval) env spec."""
+    if os.path.isdir(path):
+        data, metadata = read_minari(path)
+        spec = metadata.get("eval_env_spec") or metadata.get("env_spec")
+        try:
+            spec = json.loads(spec) if isinstance(spec, (str, bytes)) else spec
+        except ValueError:
+            spec = None
+        env = (spec["id"], spec.get("kwargs") or {}) if isinstance(spec, dict) and "id" in spec else None
+        ref = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+        fmt = "minari"
+    elif os.path.isfile(path):
+        raw, attrs = read_d4rl(path)
+        data = qlearning_dataset(raw)
+        if "env_id" in attrs:
+            env = str(attrs["env_id"]), json.loads(attrs.get("env_kwargs", "{}") or "{}")
+        else:
+            env = d4rl_env(path, env_version)
+        ref = attrs.get("ref_min_score"), attrs.get("ref_max_score")
+        fmt = "d4rl"
+    else:
+        raise UsageError(f"no dataset at {path}: pass a D4RL-layout HDF5 file or a Minari dataset folder")
+    if len(data["rewards"]) == 0:
+        raise UsageError(f"{path} holds no transitions once timeouts are dropped")
+    return data, {"env": env[0] if env else None, "env_kwargs": env[1] if env else {},
+                  "ref_returns": tuple(map(float, ref)) if None not in ref else None, "format": fmt}
+
+
+def check_dataset(data: dict, env: gym.Env, path: str) -> dict:
+    """The transitions checked against the evaluation environment, actions mapped to [-1, 1]."""
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    for key, dim in (("observations", obs_dim), ("next_observations", obs_dim), ("actions", action_dim)):
+        if data[key].shape[1:] != (dim,):
+            raise UsageError(f"{path} has {data[key].shape[1:]} {key[:-1].replace('_', ' ')}s but "
+                             f"{env.spec.id if env.spec else 'the environment'} has ({dim},): pass the matching --env")
+    for key, value in data.items():
+        if not np.all(np.isfinite(value)):
+            raise UsageError(f"{path} has non-finite values in '{key}'")
+    low, high = env.action_space.low, env.action_space.high
+    action = (data["actions"] - (high + low) / 2.0) / ((high - low) / 2.0)
+    return data | {"actions": action.clip(-1, 1).astype(np.float32)}
+
+
+def reference_returns(env_id: str, info: dict, path: Optional[str] = None):
+    """(random, expert) returns that define the normalized score, or None: a JSON file with ref_min_score
+    and ref_max_score (tools/make_dataset.py writes one) if given, else the dataset's own, else D4RL's
+    for the environment's family (halfcheetah, hopper, walker2d, ant)."""
+    if path is not None:
+        try:
+            with open(path) as f:
+                ref = json.load(f)
+            return float(ref["ref_min_score"]), float(ref["ref_max_score"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"cannot read ref_min_score and ref_max_score from --ref-returns {path}: {e!r}")
+    if info.get("ref_returns"):
+        return info["ref_returns"]
+    return D4RL_REF_RETURNS.get(env_id.split("-")[0].lower())
+
+
+def normalized_score(ret, ref: tuple):
+    """D4RL's normalized score: 100 (R - random) / (expert - random)."""
+    return 100.0 * (np.asarray(ret) - ref[0]) / (ref[1] - ref[0])
+
+
+def parse_env_kwargs(text: str) -> dict:
+    """--env-kwargs (a JSON object, or empty) as a dict."""
+    try:
+        kwargs = json.loads(text) if text.strip() else {}
+    except ValueError as e:
+        raise UsageError(f"--env-kwargs must be a JSON object such as '{{\"use_contact_forces\": true}}': {e}")
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return kwargs
+
+# ---------------------------------------------------------------------------------------------
 # Shared by every script, written the same way in each.
 
 
@@ -375,13 +602,16 @@ def check_args(args: Args):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     for name in ["start_timesteps", "torch_threads", "exploration_noise", "target_policy_noise", "noise_clip",
-                 "actor_lr", "critic_lr", "encoder_lr", "alpha", "min_priority", "steps_before_checkpointing"]:
+                 "actor_lr", "critic_lr", "encoder_lr", "alpha", "min_priority", "steps_before_checkpointing", "lmbda"]:
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if not 0 <= args.discount <= 1:
         raise UsageError(f"--discount must be in [0, 1], got {args.discount}")
     if not 0 <= args.reset_weight <= 1:
         raise UsageError(f"--reset-weight must be in [0, 1], got {args.reset_weight}")
+    if args.env_version not in ("v4", "v5"):
+        raise UsageError(f"--env-version must be v4 or v5, got {args.env_version!r}")
+    parse_env_kwargs(args.env_kwargs)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -398,14 +628,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_env(env_id: str, seed: int) -> gym.Env:
-    """A seeded environment with a bounded Box action space, or a UsageError."""
+def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
+    """A seeded environment with a bounded Box action space, or a UsageError; kwargs go to gym.make."""
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, **kwargs)
     except gym.error.Error as e:
         raise UsageError(f"cannot make environment {env_id!r}: {e}")
     except ImportError as e:
         raise UsageError(f"environment {env_id!r} needs a missing package: {e}")
+    except TypeError as e:
+        raise UsageError(f"environment {env_id!r} does not take the keyword arguments {kwargs}: {e}")
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         raise UsageError(f"{env_id} has a {type(space).__name__} action space; {ALGO}.py needs continuous (Box) actions")
@@ -463,16 +695,17 @@ def versions() -> dict:
 class RunLogger:
     """The run folder: config.json, evaluations.csv (rewritten atomically) and TensorBoard scalars."""
 
-    def __init__(self, args: Args, device: torch.device):
+    def __init__(self, args: Args, device: torch.device, ref_returns=None, extra=None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
         os.makedirs(self.path, exist_ok=True)
         config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
-                                               "torch_threads": torch.get_num_threads()}
+                                               "torch_threads": torch.get_num_threads()} | (extra or {})
         atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
         self.writer = SummaryWriter(self.path)
         self.rows = []
+        self.ref_returns = ref_returns  # offline: (random, expert) returns of the normalized score, or None
 
     def scalar(self, name: str, value, step: int):
         self.writer.add_scalar(name, float(value), step)
@@ -480,7 +713,13 @@ class RunLogger:
     def evaluation(self, step: int, wall_seconds: float, returns: np.ndarray):
         self.rows.append([step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
                           " ".join(f"{r:.3f}" for r in returns)])
-        lines = [",".join(["step", "wall_seconds", "mean_return", "std_return", "returns"])]
+        header = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
+        if self.ref_returns is not None:
+            score = normalized_score(returns.mean(), self.ref_returns)
+            self.rows[-1].append(f"{score:.3f}")
+            header.append("normalized_score")
+            self.scalar("eval/normalized_score", score, step)
+        lines = [",".join(header)]
         lines += [",".join(map(str, row)) for row in self.rows]
         atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
         self.scalar("eval/mean_return", returns.mean(), step)
@@ -528,15 +767,17 @@ def make_agent(env: gym.Env, args: Args, device: torch.device) -> Agent:
 def run_eval_only(args: Args, device: torch.device):
     checkpoint = load_model(args.eval_only)
     saved = Args(**checkpoint["args"])
-    env = make_env(saved.env, args.seed + 100)
+    env = make_env(saved.env, args.seed + 100, **parse_env_kwargs(saved.env_kwargs))
     agent = make_agent(env, saved, device)
     try:
         agent.load_state_dict(checkpoint["agent"])
     except (KeyError, RuntimeError) as e:
         raise UsageError(f"{args.eval_only} does not match {saved.env}: {e}")
     returns = evaluate(agent, env, args.eval_episodes)
+    ref = reference_returns(saved.env, {}, args.ref_returns or saved.ref_returns)
+    score = f", normalized score {normalized_score(returns.mean(), ref):.1f}" if ref else ""
     print(f"{saved.env} {ALGO} (step {checkpoint['step']}): mean return {returns.mean():.1f} +- {returns.std():.1f}"
-          f" over {args.eval_episodes} episodes")
+          f" over {args.eval_episodes} episodes{score}")
 
 
 def main(args: Args):
@@ -547,9 +788,12 @@ def main(args: Args):
     seed_everything(args.seed)
     if args.eval_only:
         return run_eval_only(args, device)
+    if args.offline or args.dataset is not None:
+        return train_offline(args, device)
 
-    env = make_env(args.env, args.seed)
-    eval_env = make_env(args.env, args.seed + 100)
+    args = replace(args, env=args.env or "HalfCheetah-v4")
+    env = make_env(args.env, args.seed, **parse_env_kwargs(args.env_kwargs))
+    eval_env = make_env(args.env, args.seed + 100, **parse_env_kwargs(args.env_kwargs))
     agent = make_agent(env, args, device)
     scale, bias = action_scale_bias(env.action_space)
     logger = RunLogger(args, device)
@@ -607,6 +851,70 @@ def main(args: Args):
                 state, _ = env.reset()
                 episode_return, episode_steps, episode_num = 0.0, 0, episode_num + 1
 
+            if (t + 1) % args.eval_freq == 0:
+                evaluate_and_log(t + 1)
+    except KeyboardInterrupt:
+        if args.save_model:
+            save_model(agent, args, model_path, t)
+        logger.close()
+        print(f"interrupted at step {t}; evaluations so far are in {logger.path}", file=sys.stderr)
+        sys.exit(130)
+    if args.save_model:
+        save_model(agent, args, model_path, args.total_timesteps)
+    logger.close()
+    return logger.path
+
+
+def train_offline(args: Args, device: torch.device):
+    """The paper's offline variant (the official main.py's train_offline): the dataset replaces the
+    environment for training and the buffer (priorities start at 1, LAP stays on); it names the evaluation
+    environment. No exploration, no checkpoints (the current policy is evaluated), no state normalization."""
+    if not args.offline:
+        raise UsageError(f"--dataset is for offline training: add --offline to train on {args.dataset}")
+    if args.dataset is None:
+        raise UsageError("--offline needs --dataset PATH: a D4RL-layout HDF5 file or a Minari dataset folder")
+    dataset, info = load_dataset(args.dataset, args.env_version)
+    if args.env is None:
+        if info["env"] is None:
+            raise UsageError(f"cannot tell which environment {args.dataset} comes from: pass --env")
+        args = replace(args, env=info["env"], env_kwargs=args.env_kwargs or json.dumps(info["env_kwargs"]))
+    args = replace(args, checkpoints=False)  # saved with the model: --eval-only evaluates the current policy too
+    eval_env = make_env(args.env, args.seed + 100, **parse_env_kwargs(args.env_kwargs))
+    dataset = check_dataset(dataset, eval_env, args.dataset)
+    if len(dataset["rewards"]) < args.batch_size:
+        raise UsageError(f"{args.dataset} holds {len(dataset['rewards'])} transitions, fewer than --batch-size "
+                         f"{args.batch_size}")
+    ref_returns = reference_returns(args.env, info, args.ref_returns)
+    agent = make_agent(eval_env, args, device)
+    agent.replay_buffer.load(dataset)
+    logger = RunLogger(args, device, ref_returns, {"dataset_format": info["format"],
+                                                   "dataset_transitions": len(dataset["rewards"]),
+                                                   "ref_returns": ref_returns})
+    model_path = os.path.join(logger.path, "model.pt")
+    print(f"{ALGO} on {args.env} from {args.dataset} ({len(dataset['rewards'])} transitions), seed {args.seed}, "
+          f"device {device}: {logger.path}")
+
+    start_time = time.time()
+
+    def evaluate_and_log(step: int):
+        returns = evaluate(agent, eval_env, args.eval_episodes)
+        logger.evaluation(step, time.time() - start_time, returns)
+        for name, value in agent.losses.items():
+            logger.scalar(f"losses/{name}", value, step)
+        sps = step / (time.time() - start_time)
+        logger.scalar("train/SPS", sps, step)
+        left = format_time((args.total_timesteps - step) / sps) if step else "-"
+        score = f" | normalized {normalized_score(returns.mean(), ref_returns):6.1f}" if ref_returns else ""
+        print(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
+              f"{sps:6.1f} train steps/s | {left} left", flush=True)
+        if args.save_model:
+            save_model(agent, args, model_path, step)
+
+    t = 0
+    try:
+        evaluate_and_log(0)
+        for t in range(args.total_timesteps):
+            agent.train()  # one gradient step on a batch of the dataset (LAP, hard copies as online)
             if (t + 1) % args.eval_freq == 0:
                 evaluate_and_log(t + 1)
     except KeyboardInterrupt:
