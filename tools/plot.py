@@ -1,0 +1,452 @@
+"""Learning curves and final-performance tables from run folders (config.json + evaluations.csv).
+
+Finds every run folder under the given directories (recursively), groups runs by algorithm (config
+"algo") and environment (config "env"; offline runs add their dataset's name), and writes one figure as
+PNG and PDF: one panel per environment, the mean evaluation over seeds per algorithm against steps,
+with a 95% percentile-bootstrap confidence band across seeds and the seed count in the legend.
+
+Runs of different lengths or evaluation steps are put on the union of their evaluation steps: each
+seed is interpolated linearly inside its own range (exact where it evaluated) and never extrapolated,
+so a partial run counts only up to its last evaluation.
+
+It prints two markdown tables:
+  - final performance per environment and algorithm: each seed's score is the mean of its last 10
+    evaluations (Fujimoto's protocol for TD3), then the mean over seeds, its 95% bootstrap CI and the
+    seed count;
+  - across environments, the interquartile mean (IQM) of normalized final scores per algorithm with a
+    95% stratified-bootstrap CI, as rliable computes it (Agarwal et al., NeurIPS 2021): the IQM is
+    scipy.stats.trim_mean(scores, 0.25) over all runs of all environments (sort, drop floor(n / 4)
+    scores at each end, average the rest); the bootstrap resamples runs with replacement within each
+    environment. Written with numpy only.
+
+Normalized scores (0 = reference minimum, 100 = reference maximum), chosen per environment:
+  1. the runs' own `normalized_score` column when every run of the environment has one (offline runs:
+     D4RL's 100 (R - random) / (expert - random));
+  2. else `--normalize d4rl` (D4RL's random and expert returns for halfcheetah, hopper, walker2d, ant)
+     or `--normalize FILE.json` ({"Hopper-v4": [min, max], ...}) when it covers the environment;
+  3. else 100 (R - R0) / (R_best - R0), with R0 the mean first evaluation (step 0: the untrained
+     policy) of the environment's runs and R_best the best algorithm's mean final score.
+The output says which one each environment used.
+
+    python tools/plot.py runs/ --out plots/mujoco
+    python tools/plot.py sweeps/a sweeps/b --normalize d4rl --group-by lap
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+# D4RL's reference returns (random, expert), the same as td3_bc.py and td7.py use for the normalized score.
+D4RL_REF_RETURNS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
+                    "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
+
+
+class UsageError(Exception):
+    """Bad input: one line on stderr, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading run folders
+
+
+class Run:
+    """One run folder: its config and its evaluations (steps, mean returns, normalized scores or None)."""
+
+    def __init__(self, path: str, config: dict, steps: np.ndarray, returns: np.ndarray, normalized):
+        self.path, self.config = path, config
+        self.steps, self.returns, self.normalized = steps, returns, normalized
+        self.algo = str(config.get("algo", "?"))
+        self.seed = config.get("seed")
+        env = str(config.get("env"))
+        dataset = config.get("dataset")
+        self.env = f"{env} ({dataset_name(dataset)})" if dataset else env
+        self.offline = bool(dataset) or bool(config.get("offline", False))
+        self.finished = len(steps) > 0 and is_finished(config, int(steps[-1]))
+        self.label = self.algo
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps[-1])
+
+
+def is_finished(config: dict, last_step: int) -> bool:
+    """Whether the run's last evaluation is the last one its schedule has: step >= eval_freq * floor(total /
+    eval_freq), i.e. total_timesteps when eval_freq divides it (the scripts evaluate at multiples of eval_freq)."""
+    total, freq = config.get("total_timesteps"), config.get("eval_freq")
+    if not isinstance(total, (int, float)):
+        return False
+    if isinstance(freq, (int, float)) and 0 < freq <= total:
+        return last_step >= (total // freq) * freq
+    return last_step >= total
+
+
+def dataset_name(path: str) -> str:
+    name = os.path.basename(os.path.normpath(str(path)))
+    for ext in (".hdf5", ".h5"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return name
+
+
+def read_run(path: str) -> Run:
+    """A Run from a folder holding config.json and evaluations.csv; ValueError when they cannot be read."""
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    if not isinstance(config, dict):
+        raise ValueError("config.json is not a JSON object")
+    steps, returns, normalized = [], [], []
+    with open(os.path.join(path, "evaluations.csv"), newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "step" not in reader.fieldnames or "mean_return" not in reader.fieldnames:
+            raise ValueError("evaluations.csv has no step and mean_return columns")
+        has_normalized = "normalized_score" in reader.fieldnames
+        for row in reader:
+            steps.append(int(float(row["step"])))
+            returns.append(float(row["mean_return"]))
+            if has_normalized:
+                normalized.append(float(row["normalized_score"]))
+    order = np.argsort(steps, kind="stable")
+    steps, returns = np.asarray(steps, np.int64)[order], np.asarray(returns, np.float64)[order]
+    normalized = np.asarray(normalized, np.float64)[order] if has_normalized else None
+    return Run(path, config, steps, returns, normalized)
+
+
+def find_runs(roots, group_by=(), warn=print):
+    """Every run folder under roots with at least one evaluation, one per (label, env, seed): when a seed
+    was run more than once (e.g. an interrupted run restarted) the run that got furthest is kept."""
+    runs = []
+    for root in roots:
+        if not os.path.isdir(root):
+            raise UsageError(f"{root} is not a directory: pass folders that hold run folders (config.json + "
+                             "evaluations.csv)")
+        found = 0
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            if "config.json" in filenames and "evaluations.csv" in filenames:
+                try:
+                    run = read_run(dirpath)
+                except (OSError, ValueError, KeyError) as e:
+                    warn(f"skipping {dirpath}: {e}")
+                    continue
+                if len(run.steps) == 0:
+                    continue
+                if group_by:
+                    run.label = run.algo + " " + " ".join(f"{k}={run.config.get(k)}" for k in group_by)
+                runs.append(run)
+                found += 1
+        if found == 0:
+            raise UsageError(f"no run folders (config.json + evaluations.csv with an evaluation) under {root}")
+    best = {}
+    for run in runs:
+        key = (run.label, run.env, json.dumps(run.seed))
+        kept = best.get(key)
+        if kept is not None:
+            used, dropped = (run, kept) if (run.last_step, run.path) > (kept.last_step, kept.path) else (kept, run)
+            differ = settings_diff(used.config, dropped.config)
+            warn(f"seed {run.seed} of {run.label} on {run.env} appears twice: using {used.path}, not {dropped.path}"
+                 + (f" (they differ in {differ}: --group-by tells such runs apart)" if differ else ""))
+            run = used
+        best[key] = run
+    return sorted(best.values(), key=lambda r: (r.env, r.label, str(r.seed), r.path))
+
+
+# Config keys that do not change what a run learns (where it ran, how it was watched, library versions).
+NOT_SETTINGS = {"run_dir", "torch_threads", "device", "resume", "save_model", "eval_only", "no_progress", "progress",
+                "track", "capture_video", "video_every", "wandb_project", "wandb_entity", "python", "torch",
+                "gymnasium", "mujoco", "numpy", "git_commit", "compile", "cudagraphs"}
+
+
+def settings_diff(a: dict, b: dict) -> str:
+    keys = sorted(k for k in set(a) | set(b) if k not in NOT_SETTINGS and a.get(k) != b.get(k))
+    return ", ".join(f"{k} ({a.get(k)} vs {b.get(k)})" for k in keys[:4]) + (", ..." if len(keys) > 4 else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics (numpy only)
+
+
+def bootstrap_mean_ci(values, reps: int, rng: np.random.Generator, confidence: float = 0.95):
+    """Mean of values and its percentile-bootstrap CI (resampling values with replacement)."""
+    values = np.asarray(values, np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    means = values[rng.integers(0, len(values), size=(reps, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return mean, float(low), float(high)
+
+
+def iqm(scores, axis=-1):
+    """Interquartile mean: scipy.stats.trim_mean(scores, 0.25) along axis, i.e. sort, drop floor(n / 4)
+    values at each end and average the rest (IQM of 1..8 = mean of 3, 4, 5, 6 = 4.5)."""
+    scores = np.sort(np.asarray(scores, np.float64), axis=axis)
+    n = scores.shape[axis]
+    cut = int(0.25 * n)
+    return np.take(scores, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def stratified_bootstrap_iqm(scores_per_env, reps: int, rng: np.random.Generator, confidence: float = 0.95):
+    """IQM over all runs of all environments, and its CI from a bootstrap that resamples runs with
+    replacement within each environment (rliable's StratifiedBootstrap, percentile interval)."""
+    groups = [np.asarray(s, np.float64) for s in scores_per_env if len(s)]
+    point = float(iqm(np.concatenate(groups)))
+    samples = np.concatenate([g[rng.integers(0, len(g), size=(reps, len(g)))] for g in groups], axis=1)
+    low, high = np.percentile(iqm(samples, axis=1), [50 * (1 - confidence), 50 * (1 + confidence)])
+    return point, float(low), float(high)
+
+
+def curve(runs, values_of, reps: int, rng: np.random.Generator, confidence: float = 0.95):
+    """(grid, mean, low, high, seeds) over the union of the runs' evaluation steps: each run is
+    interpolated inside its own range and left out beyond it."""
+    grid = np.unique(np.concatenate([r.steps for r in runs]))
+    table = np.full((len(runs), len(grid)), np.nan)
+    for i, run in enumerate(runs):
+        inside = (grid >= run.steps[0]) & (grid <= run.steps[-1])
+        table[i, inside] = np.interp(grid[inside], run.steps, values_of(run))
+    covered = ~np.isnan(table)
+    mean, low, high = np.nanmean(table, axis=0), np.empty(len(grid)), np.empty(len(grid))
+    # One bootstrap draw per set of covering seeds (few sets: seeds drop out as partial runs end).
+    patterns, inverse = np.unique(covered.T, axis=0, return_inverse=True)
+    for p, pattern in enumerate(patterns):
+        cols = np.flatnonzero(inverse.reshape(-1) == p)
+        sub = table[pattern][:, cols]
+        if sub.shape[0] < 2:
+            low[cols] = high[cols] = mean[cols]
+            continue
+        draws = sub[rng.integers(0, sub.shape[0], size=(reps, sub.shape[0]))].mean(axis=1)
+        low[cols], high[cols] = np.percentile(draws, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
+    return grid, mean, low, high, covered.sum(axis=0)
+
+
+def final_score(values: np.ndarray, last: int) -> float:
+    """Mean of the last `last` evaluations (all of them when there are fewer)."""
+    return float(np.mean(values[-last:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def load_reference(spec):
+    """--normalize: None, 'd4rl' or a JSON file {env: [min, max]} -> (lookup(env) -> (min, max) or None, name)."""
+    if spec is None:
+        return (lambda env: None), None
+    if spec == "d4rl":
+        table, name = D4RL_REF_RETURNS, "D4RL random/expert returns"
+    else:
+        try:
+            with open(spec) as f:
+                raw = json.load(f)
+            table = {}
+            for env, ref in raw.items():
+                if isinstance(ref, dict):
+                    ref = (ref["ref_min_score"], ref["ref_max_score"])
+                low, high = float(ref[0]), float(ref[1])
+                if not high > low:
+                    raise ValueError(f"{env}: max {high} is not above min {low}")
+                table[env] = (low, high)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+            raise UsageError(f"cannot read --normalize {spec}: expected d4rl or a JSON file "
+                             f'{{"Hopper-v4": [min, max], ...}} ({type(e).__name__}: {e})')
+        name = f"reference returns from {spec}"
+
+    def lookup(env):
+        base = env.split(" (")[0]
+        for key in (env, base, base.split("-")[0], base.split("-")[0].lower()):
+            if key in table:
+                return table[key]
+        return None
+
+    return lookup, name
+
+
+def summarize(runs, last: int, reps: int, rng: np.random.Generator, normalize=None):
+    """Final performance per (env, label) and the IQM of normalized scores per label; a dict of rows."""
+    lookup, ref_name = load_reference(normalize)
+    envs = sorted({r.env for r in runs})
+    labels = sorted({r.label for r in runs})
+    rows, methods, normalized = [], {}, {}  # normalized[(env, label)] = per-seed normalized final scores
+    for env in envs:
+        env_runs = [r for r in runs if r.env == env]
+        finals = {}
+        for label in labels:
+            group = [r for r in env_runs if r.label == label]
+            if not group:
+                continue
+            scores = np.array([final_score(r.returns, last) for r in group])
+            mean, low, high = bootstrap_mean_ci(scores, reps, rng)
+            finals[label] = (group, scores)
+            last_steps = sorted(r.last_step for r in group)
+            rows.append({"env": env, "algo": label, "mean": mean, "low": low, "high": high, "seeds": len(group),
+                         "partial": sum(not r.finished for r in group), "scores": scores,
+                         "steps": (last_steps[0], last_steps[-1])})
+        ref = lookup(env)
+        if all(r.normalized is not None for r in env_runs):
+            methods[env] = "the runs' normalized_score column"
+            for label, (group, _) in finals.items():
+                normalized[(env, label)] = np.array([final_score(r.normalized, last) for r in group])
+        elif ref is not None:
+            methods[env] = f"{ref_name}: min {ref[0]:g}, max {ref[1]:g}"
+            for label, (_, scores) in finals.items():
+                normalized[(env, label)] = 100.0 * (scores - ref[0]) / (ref[1] - ref[0])
+        else:
+            r0 = float(np.mean([r.returns[0] for r in env_runs]))
+            best_label, best = max(((label, s.mean()) for label, (_, s) in finals.items()), key=lambda x: x[1])
+            if best > r0:
+                methods[env] = (f"first evaluation (mean {r0:.1f}) to the best final mean ({best_label}, "
+                                f"{best:.1f})")
+                for label, (_, scores) in finals.items():
+                    normalized[(env, label)] = 100.0 * (scores - r0) / (best - r0)
+            else:
+                methods[env] = "none: no algorithm improved on the first evaluation (left out of the IQM)"
+    aggregate = []
+    for label in labels:
+        per_env = [normalized[(env, label)] for env in envs if (env, label) in normalized]
+        if not per_env:
+            continue
+        point, low, high = stratified_bootstrap_iqm(per_env, reps, rng)
+        aggregate.append({"algo": label, "iqm": point, "low": low, "high": high, "envs": len(per_env),
+                          "runs": sum(len(s) for s in per_env)})
+    return {"rows": rows, "aggregate": aggregate, "methods": methods, "normalized": normalized}
+
+
+def format_tables(summary, last: int) -> str:
+    lines = [f"## Final performance (mean of the last {last} evaluations per seed; mean over seeds, "
+             "95% bootstrap CI)", "",
+             "| env | algorithm | final return | 95% CI | seeds | last step |", "|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        ci = f"[{row['low']:.1f}, {row['high']:.1f}]" if row["seeds"] > 1 else "n/a (1 seed)"
+        seeds = f"{row['seeds']}" + (f" ({row['partial']} partial)" if row["partial"] else "")
+        lo, hi = row["steps"]
+        steps = f"{lo}" if lo == hi else f"{lo}-{hi}"
+        lines.append(f"| {row['env']} | {row['algo']} | {row['mean']:.1f} | {ci} | {seeds} | {steps} |")
+    lines += ["", "## Across environments: IQM of normalized scores (0 = reference min, 100 = reference max; "
+              "95% stratified bootstrap CI)", "",
+              "| algorithm | IQM | 95% CI | envs | runs |", "|---|---|---|---|---|"]
+    for row in summary["aggregate"]:
+        lines.append(f"| {row['algo']} | {row['iqm']:.1f} | [{row['low']:.1f}, {row['high']:.1f}] | "
+                     f"{row['envs']} | {row['runs']} |")
+    lines += ["", "Normalization per environment:"]
+    lines += [f"- {env}: {method}" for env, method in summary["methods"].items()]
+    kinds = {method.split(" (")[0].split(":")[0] for method in summary["methods"].values()
+             if not method.startswith("none")}
+    if len(kinds) > 1:
+        lines.append("Note: the environments use different normalizations, so the IQM mixes scales; pass "
+                     "--normalize with reference returns for every environment to compare like with like.")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure
+
+
+def plot(runs, out: str, reps: int, rng: np.random.Generator, title=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({r.env for r in runs})
+    labels = sorted({r.label for r in runs})
+    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    ncols = min(3, len(envs))
+    nrows = math.ceil(len(envs) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.8 * nrows), squeeze=False)
+    for ax, env in zip(axes.flat, envs):
+        env_runs = [r for r in runs if r.env == env]
+        use_normalized = all(r.normalized is not None for r in env_runs)
+        for label in labels:
+            group = [r for r in env_runs if r.label == label]
+            if not group:
+                continue
+            values_of = (lambda r: r.normalized) if use_normalized else (lambda r: r.returns)
+            grid, mean, low, high, _ = curve(group, values_of, reps, rng)
+            partial = sum(not r.finished for r in group)
+            name = f"{label} ({len(group)} seed{'s' if len(group) != 1 else ''}" + (
+                f", {partial} partial)" if partial else ")")
+            ax.plot(grid, mean, color=colors[label], label=name, linewidth=1.5)
+            ax.fill_between(grid, low, high, color=colors[label], alpha=0.2, linewidth=0)
+        ax.set_title(env)
+        ax.set_xlabel("gradient steps" if all(r.offline for r in env_runs) else "environment steps")
+        ax.set_ylabel("normalized score" if use_normalized else "evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes.flat[len(envs):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = f"{out}.{ext}"
+        fig.savefig(path, dpi=150 if ext == "png" else None, metadata=None if ext == "png" else {"CreationDate": None})
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="plot.py", description="Learning curves (PNG, PDF) and final-performance tables from run folders.")
+    parser.add_argument("roots", nargs="+", help="folders holding run folders, searched recursively")
+    parser.add_argument("--out", default=None,
+                        help="figure path without extension (default: <first root>/curves -> curves.png, curves.pdf)")
+    parser.add_argument("--last", type=int, default=10, help="evaluations averaged for a seed's final score (10)")
+    parser.add_argument("--reps", type=int, default=5000, help="bootstrap resamples (5000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (0): same input, same output")
+    parser.add_argument("--normalize", default=None, metavar="d4rl|FILE.json",
+                        help="reference returns for the normalized scores: d4rl (D4RL's random and expert returns "
+                             "of halfcheetah, hopper, walker2d, ant) or a JSON file {env: [min, max]}")
+    parser.add_argument("--group-by", nargs="*", default=[], metavar="KEY",
+                        help="config keys added to the algorithm label, e.g. --group-by lap")
+    parser.add_argument("--algos", nargs="*", default=None, help="only these algorithms (config algo)")
+    parser.add_argument("--envs", nargs="*", default=None, help="only these environments (config env)")
+    parser.add_argument("--table", default=None, help="also write the markdown tables to this file")
+    parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument("--no-figure", action="store_true", help="print the tables only")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.last < 1 or args.reps < 1:
+        raise UsageError("--last and --reps must be positive")
+    warn = lambda message: print(f"plot.py: {message}", file=sys.stderr)  # noqa: E731
+    runs = find_runs(args.roots, tuple(args.group_by), warn)
+    if args.algos is not None:
+        runs = [r for r in runs if r.algo in args.algos]
+    if args.envs is not None:
+        runs = [r for r in runs if r.env.split(" (")[0] in args.envs or r.env in args.envs]
+    if not runs:
+        raise UsageError(f"no runs left after --algos/--envs under {', '.join(args.roots)}")
+    load_reference(args.normalize)  # a bad file fails before any work
+    rng = np.random.default_rng(args.seed)
+    text = format_tables(summarize(runs, args.last, args.reps, rng, args.normalize), args.last)
+    print(text, end="")
+    if args.table:
+        with open(args.table, "w") as f:
+            f.write(text)
+    if not args.no_figure:
+        out = args.out or os.path.join(args.roots[0], "curves")
+        paths = plot(runs, out, args.reps, np.random.default_rng(args.seed + 1), args.title)
+        print(f"\nfigures: {', '.join(paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UsageError as e:
+        print(f"plot.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
