@@ -130,6 +130,28 @@ class LAPBuffer:
     def reset_max_priority(self):
         self.max_priority = self.tree.leaves[:self.size].max()
 
+    def save(self, path: str):
+        """Writes the stored transitions and priorities to an .npz file (raw arrays, no pickling)."""
+        arrays = {"transitions": self.transitions[:self.size].cpu().numpy(),
+                  "counters": np.array([self.capacity, self.ptr, self.size])}
+        if self.prioritized:
+            arrays |= {"priorities": self.tree.leaves[:self.size].cpu().numpy(),
+                       "max_priority": self.max_priority.cpu().numpy()}
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    def restore(self, path: str):
+        """Reads what `save` wrote: the buffer continues exactly where it was."""
+        with np.load(path) as arrays:
+            capacity, ptr, size = (int(x) for x in arrays["counters"])
+            self._allocate(capacity)
+            self.transitions[:size] = torch.from_numpy(arrays["transitions"]).to(self.device)
+            self.ptr, self.size = ptr, size
+            if self.prioritized:
+                self.tree.update(torch.arange(size, device=self.device),
+                                 torch.from_numpy(arrays["priorities"]).to(self.device))
+                self.max_priority = torch.from_numpy(arrays["max_priority"]).to(self.device)
+
     def load(self, dataset: dict):
         """Fills the buffer from arrays with D4RL's keys (observations, actions, next_observations,
         rewards, terminals); the buffer grows when the dataset is larger than its capacity. Every

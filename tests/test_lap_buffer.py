@@ -139,3 +139,26 @@ def test_load_fills_from_d4rl_arrays_and_grows():
     i = buffer.ind
     assert torch.equal(state[:, 0], 3 * i.float())
     assert torch.equal(not_done.squeeze(1), (i % 5 != 0).float())
+
+
+@pytest.mark.parametrize("prioritized", [True, False])
+def test_save_and_restore_continue_exactly(prioritized, tmp_path):
+    buffer = LAPBuffer(3, 2, "cpu", capacity=8, prioritized=prioritized)
+    fill(buffer, 11)  # wrapped around
+    if prioritized:
+        buffer.ind = torch.tensor([1, 4])
+        buffer.update_priority(torch.tensor([3.0, 9.0]))
+    buffer.save(str(tmp_path / "buffer.npz"))
+    restored = LAPBuffer(3, 2, "cpu", capacity=1, prioritized=prioritized)
+    restored.restore(str(tmp_path / "buffer.npz"))
+    assert (restored.capacity, restored.ptr, restored.size) == (8, 3, 8)
+    assert torch.equal(restored.transitions, buffer.transitions)
+    if prioritized:
+        for a, b in zip(restored.tree.levels, buffer.tree.levels):
+            assert torch.equal(a, b)
+        assert restored.max_priority == 9.0
+    torch.manual_seed(5)
+    first = buffer.sample(4)
+    torch.manual_seed(5)
+    second = restored.sample(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))

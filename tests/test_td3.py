@@ -139,7 +139,7 @@ def test_termination_is_done_and_truncation_is_not(module_name, monkeypatch, tmp
     agents = []
     make_agent_original = module.make_agent
     monkeypatch.setattr(module, "make_agent", lambda *a: agents.append(make_agent_original(*a)) or agents[-1])
-    args = module.Args(env="BoundaryEnv-v0", total_timesteps=30, start_timesteps=30, eval_freq=1000,
+    args = module.Args(env="BoundaryEnv-v0", total_timesteps=30, start_timesteps=30, batch_size=16, eval_freq=1000,
                        eval_episodes=1, run_dir=str(tmp_path), device="cpu")
     module.main(args)
     buffer = agents[0].replay_buffer  # the training agent (the first made)

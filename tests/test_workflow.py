@@ -1,0 +1,53 @@
+"""Videos, progress line and tracking: the research-workflow flags every script shares."""
+
+import io
+import os
+
+import pytest
+
+from conftest import run_script
+
+SCRIPTS = ["td3"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_capture_video_writes_mp4s_headless(script, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    result = run_script(f"{script}.py", "--env", "InvertedPendulum-v4", "--total-timesteps", "300",
+                        "--start-timesteps", "100", "--batch-size", "32", "--eval-freq", "100",
+                        "--eval-episodes", "1", "--capture-video", "--video-every", "2", "--torch-threads", "1",
+                        "--run-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [folder] = os.listdir(tmp_path)
+    videos = sorted(os.listdir(tmp_path / folder / "videos"))
+    assert videos == ["step_0.mp4", "step_200.mp4", "step_300.mp4"]  # evaluations 1, 3 and the last
+    for name in videos:
+        data = (tmp_path / folder / "videos" / name).read_bytes()
+        assert len(data) > 1000 and data[4:8] == b"ftyp"  # an MP4 container
+    assert "Exception ignored" not in result.stderr  # the GL context is freed cleanly
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_track_without_wandb_is_one_line(script, tmp_path):
+    try:
+        import wandb  # noqa: F401
+        pytest.skip("wandb is installed")
+    except ImportError:
+        pass
+    result = run_script(f"{script}.py", "--env", "Pendulum-v1", "--track", "--run-dir", str(tmp_path))
+    assert result.returncode == 2 and "--track needs wandb" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_progress_line_only_on_a_terminal(script, monkeypatch):
+    module = __import__(script)
+    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)  # the fallback line, without tqdm
+    for tty, disabled, shown in ((True, False, True), (False, False, False), (True, True, False)):
+        stream = io.StringIO()
+        stream.isatty = lambda tty=tty: tty
+        monkeypatch.setattr(module.sys, "stderr", stream)
+        progress = module.Progress(total=100, initial=0, disabled=disabled)
+        progress.update(10, "eval -123.4")
+        progress.close()
+        assert ("\rstep 10/100 | eval -123.4" in stream.getvalue()) == shown
