@@ -145,3 +145,37 @@ def test_bad_input_is_one_line_and_exit_2(script, tmp_path, flags):
     assert result.stderr.startswith("ddpg.py: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_resumed_ou_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    """--noise ou: the process value mid-episode is part of the resumable state. Stopped at step 350 of
+    Pendulum-v1 (200-step episodes, policy from step 250), the OU process is 100 steps into its episode;
+    the resumed run must continue it exactly, so that every evaluation matches the uninterrupted run."""
+    common = dict(env="Pendulum-v1", total_timesteps=600, start_timesteps=250, eval_freq=100, eval_episodes=2,
+                  batch_size=32, hdim=32, noise="ou", device="cpu", torch_threads=1)
+    full = ddpg.main(ddpg.Args(run_dir=str(tmp_path / "full"), **common))
+
+    class StopAt(ddpg.GracefulExit):  # the stop request comes at the 350th check, one per environment step
+        def __init__(self):
+            self.checks = 0
+
+        @property
+        def requested(self):
+            self.checks += 1
+            return self.checks == 350
+
+    monkeypatch.setattr(ddpg, "GracefulExit", StopAt)
+    with pytest.raises(SystemExit) as exit_info:
+        ddpg.main(ddpg.Args(run_dir=str(tmp_path / "parts"), **common))
+    assert exit_info.value.code == 130
+    [folder] = os.listdir(tmp_path / "parts")
+    interrupted = str(tmp_path / "parts" / folder)
+    saved = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
+    assert saved["loop"]["t"] == 350 and np.abs(saved["agent"]["noise"]["x"].numpy()).sum() > 0
+
+    monkeypatch.undo()
+    resumed = ddpg.main(ddpg.Args(resume=interrupted, device="cpu", torch_threads=1))
+    assert resumed == interrupted
+    (_, full_rows), (_, resumed_rows) = read_evaluations(tmp_path / "full"), read_evaluations(tmp_path / "parts")
+    assert [(r["step"], r["returns"]) for r in resumed_rows] == [(r["step"], r["returns"]) for r in full_rows]
+    assert [int(r["step"]) for r in resumed_rows] == [0, 100, 200, 300, 400, 500, 600]
