@@ -832,7 +832,7 @@ class Progress:
 
 class GracefulExit:
     """SIGINT and SIGTERM ask the training loop to stop after the current step, so that what it saves is
-    consistent; a second Ctrl-C stops at once."""
+    consistent; a second Ctrl-C stops at once, without a resumable state (the evaluations are on disk)."""
 
     def __init__(self):
         self.requested = False
@@ -841,7 +841,8 @@ class GracefulExit:
 
     def handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            print("\nstopped at once: no resumable state written", file=sys.stderr)
+            raise SystemExit(130)
         self.requested = True
 
 
