@@ -17,10 +17,12 @@ import json
 import math
 import os
 import platform
+import random
+import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import gymnasium as gym
@@ -55,6 +57,18 @@ class Args:
     """write model.pt (networks, optimizer and normalization statistics) at each evaluation and at the end"""
     eval_only: Optional[str] = None
     """evaluate a saved model.pt (or the run folder holding it) and exit"""
+    resume: Optional[str] = None
+    """continue the interrupted run in this run folder exactly (its saved arguments are used)"""
+    capture_video: bool = False
+    """record one evaluation episode to an mp4 in the run folder every video_every evaluations and at the end"""
+    video_every: int = 10
+    """evaluations between videos"""
+    track: bool = False
+    """mirror the TensorBoard scalars to Weights & Biases (needs wandb; WANDB_MODE=offline works offline)"""
+    wandb_project: str = "continuous-control-rl"
+    """Weights & Biases project of --track"""
+    no_progress: bool = False
+    """no live progress line (it is off anyway when the output is not a terminal)"""
 
     # PPO (paper Table 3 for MuJoCo: T 2048, Adam 3e-4, 10 epochs, minibatch 64, gamma 0.99, lambda 0.95, clip 0.2;
     # the rest from baselines' ppo2 mujoco defaults and VecNormalize, as in CleanRL)
@@ -278,11 +292,14 @@ class Agent:
             getattr(self, name).load_state_dict(value)
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, seed: int, envs: Optional[list] = None) -> gym.vector.SyncVectorEnv:
     """num_envs environments (make_env's checks) stepped together. SAME_STEP autoreset: when an episode ends the
     step returns the next episode's first observation and puts the true final one in infos["final_obs"]
-    (gymnasium 1.x's default, NEXT_STEP, would instead spend the following step on a reset)."""
-    envs = [make_env(env_id, seed + i) for i in range(num_envs)]
+    (gymnasium 1.x's default, NEXT_STEP, would instead spend the following step on a reset). A SAME_STEP
+    SyncVectorEnv keeps no state of its own between steps, so `envs` (a resumed run's, mid-episode) can be
+    wrapped again as they are."""
+    if envs is None:
+        envs = [make_env(env_id, seed + i) for i in range(num_envs)]
     return gym.vector.SyncVectorEnv([lambda env=env: env for env in envs],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
@@ -349,6 +366,16 @@ class Rollout:
             next_value = agent.critic(torch.from_numpy(agent.normalize_obs(self.state)).to(self.device))
         return next_value, episodes
 
+    def state_dict(self):
+        """What carries over from one rollout to the next (the buffers are rewritten by every rollout): the current
+        observations, the per-environment discounted returns of reward scaling and the episode statistics."""
+        return {name: getattr(self, name).copy() for name in
+                ("state", "discounted_return", "episode_return", "episode_length")}
+
+    def load_state_dict(self, state):
+        for name, value in state.items():
+            setattr(self, name, value.copy())
+
     def advantages(self, next_value):
         """GAE advantages and returns of the last collected rollout, (T, N) each."""
         rewards = torch.from_numpy(self.rewards).to(self.device)
@@ -366,8 +393,8 @@ class UsageError(Exception):
 
 
 def check_args(args: Args):
-    positive = ["total_timesteps", "eval_freq", "eval_episodes", "num_envs", "num_steps", "num_minibatches",
-                "update_epochs", "hdim", "obs_clip", "reward_clip"]
+    positive = ["total_timesteps", "eval_freq", "eval_episodes", "video_every", "num_envs", "num_steps",
+                "num_minibatches", "update_epochs", "hdim", "obs_clip", "reward_clip"]
     for name in positive:
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -397,14 +424,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_env(env_id: str, seed: int) -> gym.Env:
-    """A seeded environment with a bounded Box action space, or a UsageError."""
+def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
+    """A seeded environment with a bounded Box action space, or a UsageError; kwargs go to gym.make."""
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, **kwargs)
     except gym.error.Error as e:
         raise UsageError(f"cannot make environment {env_id!r}: {e}")
     except ImportError as e:
         raise UsageError(f"environment {env_id!r} needs a missing package: {e}")
+    except TypeError as e:
+        raise UsageError(f"environment {env_id!r} does not take the keyword arguments {kwargs}: {e}")
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         raise UsageError(f"{env_id} has a {type(space).__name__} action space; {ALGO}.py needs continuous (Box) actions")
@@ -422,20 +451,55 @@ def action_scale_bias(space: gym.spaces.Box):
     return (space.high - space.low) / 2.0, (space.high + space.low) / 2.0
 
 
-def evaluate(agent, env: gym.Env, episodes: int) -> np.ndarray:
+def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) -> np.ndarray:
     """Returns of `episodes` deterministic episodes (the mean action), on observations normalized with the agent's
-    statistics, which evaluation reads and never updates."""
+    statistics, which evaluation reads and never updates; the first episode's rendered frames are appended to
+    `frames` when given (env made with render_mode="rgb_array")."""
     scale, bias = action_scale_bias(env.action_space)
     returns = np.zeros(episodes)
     for episode in range(episodes):
         state, _ = env.reset()
         done = False
         while not done:
+            if frames is not None and episode == 0:
+                frames.append(env.render())
             action = agent.select_action(agent.normalize_obs(state), use_exploration=False)
             state, reward, terminated, truncated, _ = env.step(action * scale + bias)
             returns[episode] += reward
             done = terminated or truncated
     return returns
+
+
+class VideoRecorder:
+    """--capture-video: one evaluation episode to <run>/videos/step_<step>.mp4 (imageio + imageio-ffmpeg).
+    MuJoCo renders headless through EGL unless MUJOCO_GL says otherwise."""
+
+    def __init__(self, args: Args, run_path: str, **env_kwargs):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401 (the mp4 writer imageio uses)
+        except ImportError:
+            raise UsageError("--capture-video needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg")
+        self.imageio, self.path = imageio, os.path.join(run_path, "videos")
+        self.env = make_env(args.env, args.seed + 200, render_mode="rgb_array", **env_kwargs)
+        try:
+            self.env.render()
+        except Exception as e:
+            raise UsageError(f"cannot render {args.env} for --capture-video ({type(e).__name__}: {e}); "
+                             f"headless MuJoCo needs MUJOCO_GL=egl (libEGL) or MUJOCO_GL=osmesa (libOSMesa)")
+        os.makedirs(self.path, exist_ok=True)
+
+    def record(self, agent, step: int):
+        frames = []
+        evaluate(agent, self.env, 1, frames)
+        fps = self.env.metadata.get("render_fps") or 30
+        path = os.path.join(self.path, f"step_{step}.mp4")
+        self.imageio.mimwrite(path + ".tmp.mp4", frames, fps=fps, macro_block_size=1)
+        os.replace(path + ".tmp.mp4", path)
+
+    def close(self):
+        self.env.close()  # frees the GL context now, not in a destructor at interpreter exit
 
 
 def atomic_write(path: str, text: str):
@@ -461,18 +525,32 @@ def versions() -> dict:
 
 
 class RunLogger:
-    """The run folder: config.json, evaluations.csv (rewritten atomically) and TensorBoard scalars."""
+    """The run folder: config.json, evaluations.csv (rewritten atomically), TensorBoard scalars and, with
+    --track, their Weights & Biases mirror. A resumed run continues in its folder and its evaluations.csv."""
 
-    def __init__(self, args: Args, device: torch.device):
+    HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
+
+    def __init__(self, args: Args, device: torch.device, path: Optional[str] = None):
+        self.path = path or os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
+        self.rows = []
+        if path is None:
+            os.makedirs(self.path, exist_ok=True)
+            config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
+                                                   "torch_threads": torch.get_num_threads()}
+            atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
+        elif os.path.exists(os.path.join(self.path, "evaluations.csv")):
+            with open(os.path.join(self.path, "evaluations.csv")) as f:
+                self.rows = [line.rstrip("\n").split(",") for line in f.readlines()[1:]]
+        if args.track:
+            try:
+                import wandb
+            except ImportError:
+                raise UsageError("--track needs wandb: pip install wandb (WANDB_MODE=offline works without a network)")
+            wandb.init(project=args.wandb_project, name=os.path.basename(self.path), config=asdict(args),
+                       dir=self.path, sync_tensorboard=True, resume="allow", id=os.path.basename(self.path))
         from torch.utils.tensorboard import SummaryWriter
 
-        self.path = os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
-        os.makedirs(self.path, exist_ok=True)
-        config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
-                                               "torch_threads": torch.get_num_threads()}
-        atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
         self.writer = SummaryWriter(self.path)
-        self.rows = []
 
     def scalar(self, name: str, value, step: int):
         self.writer.add_scalar(name, float(value), step)
@@ -480,14 +558,64 @@ class RunLogger:
     def evaluation(self, step: int, wall_seconds: float, returns: np.ndarray):
         self.rows.append([step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
                           " ".join(f"{r:.3f}" for r in returns)])
-        lines = [",".join(["step", "wall_seconds", "mean_return", "std_return", "returns"])]
-        lines += [",".join(map(str, row)) for row in self.rows]
+        lines = [",".join(self.HEADER)] + [",".join(map(str, row)) for row in self.rows]
         atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
         self.scalar("eval/mean_return", returns.mean(), step)
         self.writer.flush()
 
     def close(self):
         self.writer.close()
+        if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+            sys.modules["wandb"].finish()
+
+
+class Progress:
+    """A live status line on a terminal: tqdm when installed, else a carriage-return line. Off when stderr
+    is not a terminal (CI, cluster logs) or with --no-progress."""
+
+    def __init__(self, total: int, initial: int, disabled: bool):
+        self.enabled = not disabled and sys.stderr.isatty()
+        self.bar, self.last = None, 0.0
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
+            except ImportError:
+                pass
+        self.total, self.step = total, initial
+
+    def update(self, step: int, status: str):
+        if not self.enabled or time.monotonic() - self.last < 0.5:
+            return
+        self.last = time.monotonic()
+        if self.bar is not None:
+            self.bar.update(step - self.step)
+            self.bar.set_postfix_str(status, refresh=False)
+        else:
+            print(f"\rstep {step}/{self.total} | {status}\033[K", end="", file=sys.stderr, flush=True)
+        self.step = step
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+class GracefulExit:
+    """SIGINT and SIGTERM ask the training loop to stop after the current step, so that what it saves is
+    consistent; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def save_model(agent, args: Args, path: str, step: int):
@@ -511,12 +639,73 @@ def load_model(path: str) -> dict:
     return checkpoint
 
 
+def env_state(env: gym.Env) -> dict:
+    """An environment mid-episode, as --resume needs it: the wrapped environment pickled (time limit counter
+    included), its random generators, and MuJoCo's full integration state, which gymnasium's MuJoCo
+    environments do not pickle (they are rebuilt from their constructor arguments)."""
+    u = env.unwrapped
+    state = {"env": env, "np_random": u.np_random.bit_generator.state,
+             "action_space": env.action_space.np_random.bit_generator.state}
+    if hasattr(u, "model") and hasattr(u, "data"):
+        import mujoco
+
+        state["physics"] = np.empty(mujoco.mj_stateSize(u.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+        mujoco.mj_getState(u.model, u.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+    return state
+
+
+def restore_env(state: dict) -> gym.Env:
+    env, u = state["env"], state["env"].unwrapped
+    u.np_random.bit_generator.state = state["np_random"]
+    env.action_space.np_random.bit_generator.state = state["action_space"]
+    if "physics" in state:
+        import mujoco
+
+        mujoco.mj_setState(u.model, u.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+    return env
+
+
+def save_resume_state(path: str, agent, args: Args, loop: dict, envs: dict):
+    """Everything --resume needs, in <run>/resume.pt (pickled: read it only from runs you trust): the agent with
+    its normalization statistics, the loop's counters and the rollout's per-environment state, every random
+    generator and the environments mid-episode. PPO keeps no replay buffer."""
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    state = {"algo": ALGO, "args": asdict(args), "agent": agent.state_dict(), "loop": loop, "rng": rng,
+             "envs": {name: env_state(env) for name, env in envs.items()}}
+    torch.save(state, os.path.join(path, "resume.pt.tmp"))
+    os.replace(os.path.join(path, "resume.pt.tmp"), os.path.join(path, "resume.pt"))
+
+
+def load_resume_state(path: str) -> dict:
+    file = os.path.join(path, "resume.pt")
+    if not os.path.isfile(file):
+        raise UsageError(f"no resumable state in {path}: --resume takes the folder of an interrupted {ALGO}.py run")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as e:
+        reason = str(e).strip().split("\n")[0]
+        raise UsageError(f"cannot read {file}: {type(e).__name__}: {reason}")
+    if not isinstance(state, dict) or state.get("algo") != ALGO:
+        raise UsageError(f"{file} is not a {ALGO}.py resumable state")
+    return state
+
+
+def restore_rng(rng: dict):
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
 def format_time(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def seed_everything(seed: int):
+    random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
@@ -541,6 +730,11 @@ def run_eval_only(args: Args, device: torch.device):
 
 def main(args: Args):
     check_args(args)
+    resume = None
+    if args.resume:
+        resume = load_resume_state(args.resume)
+        args = replace(Args(**resume["args"]), device=args.device, torch_threads=args.torch_threads,
+                       no_progress=args.no_progress, resume=args.resume)
     device = resolve_device(args.device)
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
@@ -554,12 +748,32 @@ def main(args: Args):
     rollout = Rollout(agent, envs, args.num_steps, args.seed)
     batch_size = args.num_envs * args.num_steps
     num_iterations = -(-args.total_timesteps // batch_size)
-    logger = RunLogger(args, device)
+    logger = RunLogger(args, device, args.resume)
+    video = VideoRecorder(args, logger.path) if args.capture_video else None
     model_path = os.path.join(logger.path, "model.pt")
-    print(f"{ALGO} on {args.env}, seed {args.seed}, device {device}: {logger.path}")
 
-    start_time = time.time()
-    train_seconds = 0.0  # collecting and updating, without the evaluations
+    # The loop's state at an iteration boundary: everything besides the agent (networks, optimizer with its annealed
+    # learning rate, normalization statistics) and the environments that --resume restores.
+    loop = {"iteration": 0, "global_step": 0, "train_seconds": 0.0, "wall_seconds": 0.0}
+    if resume is not None:
+        agent.load_state_dict(resume["agent"])
+        eval_env = restore_env(resume["envs"]["eval_env"])
+        rollout.envs = make_vector_env(args.env, args.num_envs, args.seed,
+                                       [restore_env(resume["envs"][f"env_{i}"]) for i in range(args.num_envs)])
+        if video is not None:
+            video.env = restore_env(resume["envs"]["video_env"])
+        loop = resume["loop"]
+        rollout.load_state_dict(loop.pop("rollout"))
+        # Evaluations written after the saved state (a run killed later without saving one) are redone.
+        logger.rows = [row for row in logger.rows if int(row[0]) <= loop["global_step"]]
+        restore_rng(resume["rng"])
+    print(f"{ALGO} on {args.env}, seed {args.seed}, device {device}: {logger.path}"
+          + (f" (resumed at step {loop['global_step']})" if resume else ""))
+
+    start_time = time.time() - loop["wall_seconds"]
+    train_seconds = loop["train_seconds"]  # collecting and updating, without the evaluations
+    progress = Progress(num_iterations * batch_size, loop["global_step"], args.no_progress)
+    stop = GracefulExit()
 
     def evaluate_and_log(step: int):
         returns = evaluate(agent, eval_env, args.eval_episodes)
@@ -570,11 +784,21 @@ def main(args: Args):
               f"{sps:6.1f} env steps/s | {left} left", flush=True)
         if args.save_model:
             save_model(agent, args, model_path, step)
+        if video is not None and ((len(logger.rows) - 1) % args.video_every == 0
+                                  or step == num_iterations * batch_size):
+            video.record(agent, step)
+        return returns
 
-    global_step = 0
+    # SIGINT and SIGTERM stop at the next iteration boundary (after the rollout, the update and any evaluation):
+    # the state saved there is exact. Only a second Ctrl-C stops mid-iteration, and then nothing new is saved.
+    global_step, iteration = loop["global_step"], loop["iteration"]
+    at_boundary = resume is not None
     try:
-        evaluate_and_log(0)
-        for iteration in range(1, num_iterations + 1):
+        if resume is None:
+            evaluate_and_log(0)
+            at_boundary = True
+        for iteration in range(loop["iteration"] + 1, num_iterations + 1):
+            at_boundary = False
             iteration_start = time.time()
             if args.anneal_lr:
                 agent.optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1) / num_iterations) * args.learning_rate
@@ -600,15 +824,38 @@ def main(args: Args):
 
             if global_step // args.eval_freq > (global_step - batch_size) // args.eval_freq \
                     or iteration == num_iterations:
-                evaluate_and_log(global_step)
+                progress.last_return = evaluate_and_log(global_step).mean()
+            loop.update(iteration=iteration, global_step=global_step, train_seconds=train_seconds)
+            at_boundary = True
+            progress.update(global_step, f"eval {getattr(progress, 'last_return', float('nan')):.1f}")
+            if stop.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
+        progress.close()
+        if not at_boundary:
+            logger.close()
+            print(f"interrupted inside iteration {iteration}, after step {loop['global_step']}: no resumable state "
+                  f"written (one Ctrl-C stops at the end of the iteration and writes one); evaluations so far are in "
+                  f"{logger.path}", file=sys.stderr)
+            sys.exit(130)
+        loop.update(wall_seconds=time.time() - start_time, rollout=rollout.state_dict())
+        envs = {"eval_env": eval_env} | {f"env_{i}": env for i, env in enumerate(rollout.envs.envs)} | (
+            {"video_env": video.env} if video else {})
+        save_resume_state(logger.path, agent, args, loop, envs)
         if args.save_model:
             save_model(agent, args, model_path, global_step)
         logger.close()
-        print(f"interrupted at step {global_step}; evaluations so far are in {logger.path}", file=sys.stderr)
+        print(f"interrupted at step {global_step} (iteration {iteration} of {num_iterations}); to continue: "
+              f"python {ALGO}.py --resume {logger.path}", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if video is not None:
+            video.close()
+    progress.close()
     if args.save_model:
         save_model(agent, args, model_path, global_step)
+    if os.path.exists(os.path.join(logger.path, "resume.pt")):  # a finished run has nothing to resume
+        os.remove(os.path.join(logger.path, "resume.pt"))
     logger.close()
     return logger.path
 

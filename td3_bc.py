@@ -13,6 +13,8 @@ normalized with the dataset's mean and std, and the actor loss
 import json
 import os
 import platform
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -63,6 +65,19 @@ class Args:
     """write model.pt (networks, optimizers, state normalization) at each evaluation and at the end"""
     eval_only: Optional[str] = None
     """evaluate a saved model.pt (or the run folder holding it) and exit"""
+    resume: Optional[str] = None
+    """continue the interrupted run in this run folder exactly (its saved arguments are used; the dataset is read
+    again from its --dataset path)"""
+    capture_video: bool = False
+    """record one evaluation episode to an mp4 in the run folder every video_every evaluations and at the end"""
+    video_every: int = 10
+    """evaluations between videos"""
+    track: bool = False
+    """mirror the TensorBoard scalars to Weights & Biases (needs wandb; WANDB_MODE=offline works offline)"""
+    wandb_project: str = "continuous-control-rl"
+    """Weights & Biases project of --track"""
+    no_progress: bool = False
+    """no live progress line (it is off anyway when the output is not a terminal)"""
 
     # TD3 (official code's defaults)
     batch_size: int = 256
@@ -443,7 +458,7 @@ class UsageError(Exception):
 
 
 def check_args(args: Args):
-    positive = ["total_timesteps", "eval_freq", "eval_episodes", "batch_size", "policy_freq", "hdim"]
+    positive = ["total_timesteps", "eval_freq", "eval_episodes", "video_every", "batch_size", "policy_freq", "hdim"]
     for name in positive:
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -500,19 +515,54 @@ def action_scale_bias(space: gym.spaces.Box):
     return (space.high - space.low) / 2.0, (space.high + space.low) / 2.0
 
 
-def evaluate(agent, env: gym.Env, episodes: int) -> np.ndarray:
-    """Returns of `episodes` deterministic episodes (no exploration noise)."""
+def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) -> np.ndarray:
+    """Returns of `episodes` deterministic episodes (no exploration noise); the first episode's rendered
+    frames are appended to `frames` when given (env made with render_mode="rgb_array")."""
     scale, bias = action_scale_bias(env.action_space)
     returns = np.zeros(episodes)
     for episode in range(episodes):
         state, _ = env.reset()
         done = False
         while not done:
+            if frames is not None and episode == 0:
+                frames.append(env.render())
             action = agent.select_action(state, use_exploration=False)
             state, reward, terminated, truncated, _ = env.step(action * scale + bias)
             returns[episode] += reward
             done = terminated or truncated
     return returns
+
+
+class VideoRecorder:
+    """--capture-video: one evaluation episode to <run>/videos/step_<step>.mp4 (imageio + imageio-ffmpeg).
+    MuJoCo renders headless through EGL unless MUJOCO_GL says otherwise."""
+
+    def __init__(self, args: Args, run_path: str, **env_kwargs):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401 (the mp4 writer imageio uses)
+        except ImportError:
+            raise UsageError("--capture-video needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg")
+        self.imageio, self.path = imageio, os.path.join(run_path, "videos")
+        self.env = make_env(args.env, args.seed + 200, render_mode="rgb_array", **env_kwargs)
+        try:
+            self.env.render()
+        except Exception as e:
+            raise UsageError(f"cannot render {args.env} for --capture-video ({type(e).__name__}: {e}); "
+                             f"headless MuJoCo needs MUJOCO_GL=egl (libEGL) or MUJOCO_GL=osmesa (libOSMesa)")
+        os.makedirs(self.path, exist_ok=True)
+
+    def record(self, agent, step: int):
+        frames = []
+        evaluate(agent, self.env, 1, frames)
+        fps = self.env.metadata.get("render_fps") or 30
+        path = os.path.join(self.path, f"step_{step}.mp4")
+        self.imageio.mimwrite(path + ".tmp.mp4", frames, fps=fps, macro_block_size=1)
+        os.replace(path + ".tmp.mp4", path)
+
+    def close(self):
+        self.env.close()  # frees the GL context now, not in a destructor at interpreter exit
 
 
 def atomic_write(path: str, text: str):
@@ -538,19 +588,33 @@ def versions() -> dict:
 
 
 class RunLogger:
-    """The run folder: config.json, evaluations.csv (rewritten atomically) and TensorBoard scalars."""
+    """The run folder: config.json, evaluations.csv (rewritten atomically), TensorBoard scalars and, with
+    --track, their Weights & Biases mirror. A resumed run continues in its folder and its evaluations.csv."""
 
-    def __init__(self, args: Args, device: torch.device, ref_returns=None, extra=None):
-        from torch.utils.tensorboard import SummaryWriter
+    HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
 
-        self.path = os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
-        os.makedirs(self.path, exist_ok=True)
-        config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
-                                               "torch_threads": torch.get_num_threads()} | (extra or {})
-        atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
-        self.writer = SummaryWriter(self.path)
+    def __init__(self, args: Args, device: torch.device, path: Optional[str] = None, ref_returns=None, extra=None):
+        self.path = path or os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
         self.rows = []
         self.ref_returns = ref_returns  # offline: (random, expert) returns of the normalized score, or None
+        if path is None:
+            os.makedirs(self.path, exist_ok=True)
+            config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
+                                                   "torch_threads": torch.get_num_threads()} | (extra or {})
+            atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
+        elif os.path.exists(os.path.join(self.path, "evaluations.csv")):
+            with open(os.path.join(self.path, "evaluations.csv")) as f:
+                self.rows = [line.rstrip("\n").split(",") for line in f.readlines()[1:]]
+        if args.track:
+            try:
+                import wandb
+            except ImportError:
+                raise UsageError("--track needs wandb: pip install wandb (WANDB_MODE=offline works without a network)")
+            wandb.init(project=args.wandb_project, name=os.path.basename(self.path), config=asdict(args),
+                       dir=self.path, sync_tensorboard=True, resume="allow", id=os.path.basename(self.path))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(self.path)
 
     def scalar(self, name: str, value, step: int):
         self.writer.add_scalar(name, float(value), step)
@@ -558,20 +622,70 @@ class RunLogger:
     def evaluation(self, step: int, wall_seconds: float, returns: np.ndarray):
         self.rows.append([step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
                           " ".join(f"{r:.3f}" for r in returns)])
-        header = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
+        header = self.HEADER
         if self.ref_returns is not None:
             score = normalized_score(returns.mean(), self.ref_returns)
             self.rows[-1].append(f"{score:.3f}")
-            header.append("normalized_score")
+            header = header + ["normalized_score"]
             self.scalar("eval/normalized_score", score, step)
-        lines = [",".join(header)]
-        lines += [",".join(map(str, row)) for row in self.rows]
+        lines = [",".join(header)] + [",".join(map(str, row)) for row in self.rows]
         atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
         self.scalar("eval/mean_return", returns.mean(), step)
         self.writer.flush()
 
     def close(self):
         self.writer.close()
+        if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+            sys.modules["wandb"].finish()
+
+
+class Progress:
+    """A live status line on a terminal: tqdm when installed, else a carriage-return line. Off when stderr
+    is not a terminal (CI, cluster logs) or with --no-progress."""
+
+    def __init__(self, total: int, initial: int, disabled: bool):
+        self.enabled = not disabled and sys.stderr.isatty()
+        self.bar, self.last = None, 0.0
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
+            except ImportError:
+                pass
+        self.total, self.step = total, initial
+
+    def update(self, step: int, status: str):
+        if not self.enabled or time.monotonic() - self.last < 0.5:
+            return
+        self.last = time.monotonic()
+        if self.bar is not None:
+            self.bar.update(step - self.step)
+            self.bar.set_postfix_str(status, refresh=False)
+        else:
+            print(f"\rstep {step}/{self.total} | {status}\033[K", end="", file=sys.stderr, flush=True)
+        self.step = step
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+class GracefulExit:
+    """SIGINT and SIGTERM ask the training loop to stop after the current step, so that what it saves is
+    consistent; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def save_model(agent, args: Args, path: str, step: int):
@@ -595,12 +709,73 @@ def load_model(path: str) -> dict:
     return checkpoint
 
 
+def env_state(env: gym.Env) -> dict:
+    """An environment mid-episode, as --resume needs it: the wrapped environment pickled (time limit counter
+    included), its random generators, and MuJoCo's full integration state, which gymnasium's MuJoCo
+    environments do not pickle (they are rebuilt from their constructor arguments)."""
+    u = env.unwrapped
+    state = {"env": env, "np_random": u.np_random.bit_generator.state,
+             "action_space": env.action_space.np_random.bit_generator.state}
+    if hasattr(u, "model") and hasattr(u, "data"):
+        import mujoco
+
+        state["physics"] = np.empty(mujoco.mj_stateSize(u.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+        mujoco.mj_getState(u.model, u.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+    return state
+
+
+def restore_env(state: dict) -> gym.Env:
+    env, u = state["env"], state["env"].unwrapped
+    u.np_random.bit_generator.state = state["np_random"]
+    env.action_space.np_random.bit_generator.state = state["action_space"]
+    if "physics" in state:
+        import mujoco
+
+        mujoco.mj_setState(u.model, u.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+    return env
+
+
+def save_resume_state(path: str, agent, args: Args, loop: dict, envs: dict):
+    """Everything --resume needs, in <run>/resume.pt (pickled: read it only from runs you trust): the agent, the
+    loop's counters, every random generator and the evaluation environment. No buffer file: the buffer is the
+    dataset, read again from --dataset, and sampling it only draws from torch's generator, saved here."""
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    state = {"algo": ALGO, "args": asdict(args), "agent": agent.state_dict(), "loop": loop, "rng": rng,
+             "envs": {name: env_state(env) for name, env in envs.items()}}
+    torch.save(state, os.path.join(path, "resume.pt.tmp"))
+    os.replace(os.path.join(path, "resume.pt.tmp"), os.path.join(path, "resume.pt"))
+
+
+def load_resume_state(path: str) -> dict:
+    file = os.path.join(path, "resume.pt")
+    if not os.path.isfile(file):
+        raise UsageError(f"no resumable state in {path}: --resume takes the folder of an interrupted {ALGO}.py run")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as e:
+        reason = str(e).strip().split("\n")[0]
+        raise UsageError(f"cannot read {file}: {type(e).__name__}: {reason}")
+    if not isinstance(state, dict) or state.get("algo") != ALGO:
+        raise UsageError(f"{file} is not a {ALGO}.py resumable state")
+    return state
+
+
+def restore_rng(rng: dict):
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
 def format_time(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def seed_everything(seed: int):
+    random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
@@ -627,6 +802,11 @@ def run_eval_only(args: Args, device: torch.device):
 
 def main(args: Args):
     check_args(args)
+    resume = None
+    if args.resume:
+        resume = load_resume_state(args.resume)
+        args = replace(Args(**resume["args"]), device=args.device, torch_threads=args.torch_threads,
+                       no_progress=args.no_progress, resume=args.resume)
     device = resolve_device(args.device)
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
@@ -650,44 +830,93 @@ def main(args: Args):
     ref_returns = reference_returns(args.env, info, args.ref_returns)
     agent = make_agent(eval_env, args, device)
     agent.load_dataset(dataset)
-    logger = RunLogger(args, device, ref_returns, {"dataset_format": info["format"],
-                                                   "dataset_transitions": len(dataset["rewards"]),
-                                                   "ref_returns": ref_returns})
+    logger = RunLogger(args, device, args.resume, ref_returns, {"dataset_format": info["format"],
+                                                                "dataset_transitions": len(dataset["rewards"]),
+                                                                "ref_returns": ref_returns})
+    video = VideoRecorder(args, logger.path, **parse_env_kwargs(args.env_kwargs)) if args.capture_video else None
     model_path = os.path.join(logger.path, "model.pt")
-    print(f"{ALGO} on {args.env} from {args.dataset} ({len(dataset['rewards'])} transitions), seed {args.seed}, "
-          f"device {device}: {logger.path}")
 
-    start_time = time.time()
+    # The loop's state: everything besides the agent and the evaluation environment that --resume restores. The
+    # buffer is the dataset, read again on --resume; its fingerprint tells whether it is still the same data.
+    fingerprint = [len(dataset["rewards"]), sum(float(np.sum(v, dtype=np.float64)) for v in dataset.values())]
+    loop = {"t": 0, "wall_seconds": 0.0, "dataset": fingerprint}
+    if resume is not None:
+        if resume["loop"]["dataset"] != fingerprint:
+            raise UsageError(f"{args.dataset} is not the dataset the run in {args.resume} was trained on "
+                             f"({fingerprint[0]} transitions now, {resume['loop']['dataset'][0]} then, or other values)")
+        agent.load_state_dict(resume["agent"])
+        eval_env = restore_env(resume["envs"]["eval_env"])
+        if video is not None:
+            video.env = restore_env(resume["envs"]["video_env"])
+        loop = resume["loop"]
+        # Evaluations written after the saved state (a run killed later without saving one) are redone.
+        logger.rows = [row for row in logger.rows if int(row[0]) <= loop["t"]]
+        restore_rng(resume["rng"])
+    print(f"{ALGO} on {args.env} from {args.dataset} ({len(dataset['rewards'])} transitions), seed {args.seed}, "
+          f"device {device}: {logger.path}" + (f" (resumed at step {loop['t']})" if resume else ""))
+
+    start_time = time.time() - loop["wall_seconds"]
+    run_start, run_start_step = time.time(), loop["t"]  # this process's training speed
+    progress = Progress(args.total_timesteps, loop["t"], args.no_progress)
+    stop = GracefulExit()
 
     def evaluate_and_log(step: int):
         returns = evaluate(agent, eval_env, args.eval_episodes)
         logger.evaluation(step, time.time() - start_time, returns)
         for name, value in agent.losses.items():
             logger.scalar(f"losses/{name}", value, step)
-        sps = step / (time.time() - start_time)
+        sps = (step - run_start_step) / (time.time() - run_start)
         logger.scalar("train/SPS", sps, step)
-        left = format_time((args.total_timesteps - step) / sps) if step else "-"
+        left = format_time((args.total_timesteps - step) / sps) if sps else "-"
         score = f" | normalized {normalized_score(returns.mean(), ref_returns):6.1f}" if ref_returns else ""
         print(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
               f"{sps:6.1f} train steps/s | {left} left", flush=True)
         if args.save_model:
             save_model(agent, args, model_path, step)
+        if video is not None and ((len(logger.rows) - 1) % args.video_every == 0 or step == args.total_timesteps):
+            video.record(agent, step)
+        return returns
 
-    t = 0
+    # SIGINT and SIGTERM stop after the current gradient step (and its evaluation, if it has one): the state saved
+    # there is exact. Only a second Ctrl-C stops inside a step, and then nothing new is saved.
+    at_boundary = resume is not None
     try:
-        evaluate_and_log(0)
-        for t in range(args.total_timesteps):
+        if resume is None:
+            evaluate_and_log(0)
+            at_boundary = True
+        for t in range(loop["t"], args.total_timesteps):
+            at_boundary = False
             agent.train()  # one gradient step on a uniform batch of the dataset
             if (t + 1) % args.eval_freq == 0:
-                evaluate_and_log(t + 1)
+                progress.last_return = evaluate_and_log(t + 1).mean()
+            loop["t"] = t + 1
+            at_boundary = True
+            progress.update(t + 1, f"eval {getattr(progress, 'last_return', float('nan')):.1f}")
+            if stop.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
+        progress.close()
+        if not at_boundary:
+            logger.close()
+            print(f"interrupted inside step {loop['t'] + 1}: no resumable state written (one Ctrl-C stops after the "
+                  f"step and writes one); evaluations so far are in {logger.path}", file=sys.stderr)
+            sys.exit(130)
+        loop.update(wall_seconds=time.time() - start_time)
+        envs = {"eval_env": eval_env} | ({"video_env": video.env} if video else {})
+        save_resume_state(logger.path, agent, args, loop, envs)
         if args.save_model:
-            save_model(agent, args, model_path, t)
+            save_model(agent, args, model_path, loop["t"])
         logger.close()
-        print(f"interrupted at step {t}; evaluations so far are in {logger.path}", file=sys.stderr)
+        print(f"interrupted at step {loop['t']}; to continue: python {ALGO}.py --resume {logger.path}", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if video is not None:
+            video.close()
+    progress.close()
     if args.save_model:
         save_model(agent, args, model_path, args.total_timesteps)
+    if os.path.exists(os.path.join(logger.path, "resume.pt")):  # a finished run has nothing to resume
+        os.remove(os.path.join(logger.path, "resume.pt"))
     logger.close()
     return logger.path
 

@@ -292,3 +292,135 @@ def test_learns_inverted_pendulum(script, tmp_path):
     assert [int(r["step"]) for r in rows] == [0, 20480, 40960]
     assert float(rows[0]["mean_return"]) < 100  # an untrained policy drops the pole quickly
     assert float(rows[-1]["mean_return"]) >= 500, (rows, time.time() - start)
+
+
+# Research workflow: --resume, SIGTERM, --capture-video, --track.
+
+
+def stop_at(k):
+    """A GracefulExit whose stop request comes at the k-th check (one check per iteration)."""
+
+    class StopAt(ppo.GracefulExit):
+        def __init__(self):
+            self.checks = 0
+
+        @property
+        def requested(self):
+            self.checks += 1
+            return self.checks == k
+
+    return StopAt
+
+
+def evaluation_returns(run_path):
+    with open(os.path.join(run_path, "evaluations.csv")) as f:
+        return [(row["step"], row["returns"]) for row in csv.DictReader(f)]
+
+
+SHORT = dict(num_envs=2, num_steps=64, num_minibatches=4, update_epochs=2, total_timesteps=6 * 128, eval_freq=128,
+             eval_episodes=2, device="cpu", torch_threads=1, save_model=True)
+
+
+@pytest.mark.parametrize("env", ["Pendulum-v1", "Hopper-v4"])  # Hopper: MuJoCo physics mid-episode
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(env, tmp_path, monkeypatch):
+    """6 iterations in one go, and 3 iterations + SIGINT-style stop + --resume for 3 more, give the same evaluations
+    and the same final agent (networks, optimizer, normalization statistics) to the bit."""
+    full = ppo.main(ppo.Args(env=env, run_dir=str(tmp_path / "full"), **SHORT))
+
+    monkeypatch.setattr(ppo, "GracefulExit", stop_at(3))
+    with pytest.raises(SystemExit) as exit_info:
+        ppo.main(ppo.Args(env=env, run_dir=str(tmp_path / "parts"), **SHORT))
+    assert exit_info.value.code == 130
+    [folder] = os.listdir(tmp_path / "parts")
+    interrupted = str(tmp_path / "parts" / folder)
+    assert [step for step, _ in evaluation_returns(interrupted)] == ["0", "128", "256", "384"]
+    state = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
+    assert state["loop"]["iteration"] == 3 and state["loop"]["global_step"] == 384
+    assert (state["loop"]["rollout"]["episode_length"] > 0).any()  # stopped mid-episode
+
+    monkeypatch.undo()
+    resumed = ppo.main(ppo.Args(resume=interrupted, device="cpu", torch_threads=1))
+    assert resumed == interrupted
+    assert evaluation_returns(resumed) == evaluation_returns(full)
+    assert not os.path.exists(os.path.join(resumed, "resume.pt"))  # finished: nothing left to resume
+    a = torch.load(os.path.join(full, "model.pt"), weights_only=True)["agent"]
+    b = torch.load(os.path.join(resumed, "model.pt"), weights_only=True)["agent"]
+    for part in ("actor", "critic", "obs_rms", "return_rms"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+
+
+def test_a_second_ctrl_c_inside_an_iteration_writes_no_state(tmp_path, monkeypatch, capsys):
+    """A KeyboardInterrupt in the middle of an iteration leaves no resumable state that would not be exact."""
+    update = ppo.Agent.update
+    calls = []
+
+    def interrupted_update(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return update(self, *args)
+
+    monkeypatch.setattr(ppo.Agent, "update", interrupted_update)
+    with pytest.raises(SystemExit) as exit_info:
+        ppo.main(ppo.Args(env="Pendulum-v1", run_dir=str(tmp_path), **SHORT))
+    assert exit_info.value.code == 130
+    [folder] = os.listdir(tmp_path)
+    assert not os.path.exists(tmp_path / folder / "resume.pt")
+    assert "interrupted inside iteration 2, after step 128: no resumable state" in capsys.readouterr().err
+
+
+def test_sigterm_writes_a_resumable_state_and_exits_130(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "ppo.py"), "--env", "Pendulum-v1", "--total-timesteps", "1000000",
+         "--num-steps", "256", "--eval-freq", "1000000", "--eval-episodes", "1", "--torch-threads", "1",
+         "--run-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1"))
+    try:
+        for line in process.stdout:  # the step-0 evaluation is written: the loop is running
+            if line.startswith("step"):
+                break
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    [folder] = os.listdir(tmp_path)
+    assert f"--resume {tmp_path / folder}" in stderr
+    state = torch.load(tmp_path / folder / "resume.pt", weights_only=False)
+    assert state["loop"]["global_step"] == 256 * state["loop"]["iteration"] > 0  # at an iteration boundary
+
+
+def test_resume_of_a_folder_without_state_is_one_line(script, tmp_path):
+    result = script("ppo.py", "--resume", str(tmp_path))
+    assert result.returncode == 2 and "no resumable state" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_capture_video_writes_mp4s_headless(script, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    result = script("ppo.py", "--env", "InvertedPendulum-v4", "--num-steps", "64", "--num-minibatches", "4",
+                    "--update-epochs", "1", "--total-timesteps", "320", "--eval-freq", "64", "--eval-episodes", "1",
+                    "--capture-video", "--video-every", "2", "--torch-threads", "1", "--run-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [folder] = os.listdir(tmp_path)
+    videos = sorted(os.listdir(tmp_path / folder / "videos"), key=lambda name: int(name[5:-4]))
+    assert videos == ["step_0.mp4", "step_128.mp4", "step_256.mp4", "step_320.mp4"]  # evaluations 1, 3, 5, last
+    for name in videos:
+        data = (tmp_path / folder / "videos" / name).read_bytes()
+        assert len(data) > 1000 and data[4:8] == b"ftyp"  # an MP4 container
+    assert "Exception ignored" not in result.stderr  # the GL context is freed cleanly
+
+
+def test_track_without_wandb_is_one_line(script, tmp_path):
+    try:
+        import wandb  # noqa: F401
+        pytest.skip("wandb is installed")
+    except ImportError:
+        pass
+    result = script("ppo.py", "--env", "Pendulum-v1", "--track", "--run-dir", str(tmp_path))
+    assert result.returncode == 2 and "--track needs wandb" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -159,3 +159,101 @@ def test_bc_term_keeps_the_policy_near_the_data(tmp_path):
     print(f"controller {controller:.1f}, random {random:.1f}, TD3+BC {final[True]:.1f}, no BC {final[False]:.1f}")
     assert final[True] > controller - 100, final  # close to the data's policy (random is ~1000 lower)
     assert final[False] < final[True] - 150, final  # no BC: extrapolation error
+
+
+# Research workflow: --resume, --capture-video, --track.
+
+
+def stop_at(k):
+    """A GracefulExit whose stop request comes at the k-th check (one check per gradient step)."""
+
+    class StopAt(td3_bc.GracefulExit):
+        def __init__(self):
+            self.checks = 0
+
+        @property
+        def requested(self):
+            self.checks += 1
+            return self.checks == k
+
+    return StopAt
+
+
+def evaluation_rows(run_path):
+    with open(os.path.join(run_path, "evaluations.csv")) as f:
+        return [(row["step"], row["returns"], row["normalized_score"]) for row in csv.DictReader(f)]
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(hopper, tmp_path, monkeypatch):
+    """300 gradient steps in one go, and 150 + a stop + --resume for 150 more (the dataset read again from its
+    path), give the same evaluations and the same final networks to the bit; a changed dataset is refused."""
+    dataset = write_d4rl(str(tmp_path / "hopper-random-v2.hdf5"), hopper)
+    common = dict(dataset=dataset, total_timesteps=300, eval_freq=100, eval_episodes=2, hdim=32, batch_size=64,
+                  device="cpu", torch_threads=1, save_model=True)
+    full = td3_bc.main(td3_bc.Args(run_dir=str(tmp_path / "full"), **common))
+
+    monkeypatch.setattr(td3_bc, "GracefulExit", stop_at(150))
+    with pytest.raises(SystemExit) as exit_info:
+        td3_bc.main(td3_bc.Args(run_dir=str(tmp_path / "parts"), **common))
+    assert exit_info.value.code == 130
+    [folder] = os.listdir(tmp_path / "parts")
+    interrupted = str(tmp_path / "parts" / folder)
+    assert [row[0] for row in evaluation_rows(interrupted)] == ["0", "100"]
+    assert torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)["loop"]["t"] == 150
+    assert torch.load(os.path.join(interrupted, "model.pt"), weights_only=True)["step"] == 150
+    monkeypatch.undo()
+
+    # Another dataset at the same path: refused in one line, nothing changed.
+    write_d4rl(dataset, hopper, replace={"rewards": hopper["rewards"] + 1.0})
+    with pytest.raises(td3_bc.UsageError, match="is not the dataset"):
+        td3_bc.main(td3_bc.Args(resume=interrupted, device="cpu", torch_threads=1))
+    write_d4rl(dataset, hopper)
+
+    resumed = td3_bc.main(td3_bc.Args(resume=interrupted, device="cpu", torch_threads=1))
+    assert resumed == interrupted
+    assert evaluation_rows(resumed) == evaluation_rows(full)
+    assert not os.path.exists(os.path.join(resumed, "resume.pt"))  # finished: nothing left to resume
+    a = torch.load(os.path.join(full, "model.pt"), weights_only=True)["agent"]
+    b = torch.load(os.path.join(resumed, "model.pt"), weights_only=True)["agent"]
+    assert a["training_steps"] == b["training_steps"] == 300
+    for part in ("actor", "actor_target", "critic", "critic_target"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+
+
+def test_resume_of_a_folder_without_state_is_one_line(script, tmp_path):
+    result = script("td3_bc.py", "--resume", str(tmp_path))
+    assert result.returncode == 2 and "no resumable state" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_capture_video_writes_mp4s_headless(script, hopper, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    dataset = write_d4rl(str(tmp_path / "hopper-random-v2.hdf5"), hopper)
+    result = script("td3_bc.py", "--dataset", dataset, "--total-timesteps", "300", "--eval-freq", "100",
+                    "--eval-episodes", "1", "--hdim", "32", "--batch-size", "64", "--capture-video",
+                    "--video-every", "2", "--torch-threads", "1", "--run-dir", str(tmp_path / "runs"), timeout=180)
+    assert result.returncode == 0, result.stderr
+    [folder] = os.listdir(tmp_path / "runs")
+    videos = sorted(os.listdir(tmp_path / "runs" / folder / "videos"))
+    assert videos == ["step_0.mp4", "step_200.mp4", "step_300.mp4"]  # evaluations 1, 3 and the last
+    for name in videos:
+        data = (tmp_path / "runs" / folder / "videos" / name).read_bytes()
+        assert len(data) > 1000 and data[4:8] == b"ftyp"  # an MP4 container
+    assert "Exception ignored" not in result.stderr  # the GL context is freed cleanly
+
+
+def test_track_without_wandb_is_one_line(script, tmp_path):
+    try:
+        import wandb  # noqa: F401
+        pytest.skip("wandb is installed")
+    except ImportError:
+        pass
+    env = gym.make("Pendulum-v1")  # not Hopper-v4, whose deprecation warning gymnasium prints whatever the filters
+    env.action_space.seed(0)
+    data = make_dataset.collect(env, lambda obs: env.action_space.sample(), 300, 0)
+    make_dataset.write_dataset(str(tmp_path / "pendulum.hdf5"), data, {"env_id": "Pendulum-v1"})
+    result = script("td3_bc.py", "--dataset", str(tmp_path / "pendulum.hdf5"), "--track",
+                    "--run-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "--track needs wandb" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
