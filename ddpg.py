@@ -616,6 +616,8 @@ def main(args: Args):
             video.env = restore_env(resume["envs"]["video_env"])
         loop = resume["loop"]
         state = loop.pop("state")
+        # Evaluations written after the saved state (a run killed later without saving one) are redone.
+        logger.rows = [row for row in logger.rows if int(row[0]) <= loop["t"]]
         restore_rng(resume["rng"])
     print(f"{ALGO} on {args.env}, seed {args.seed}, device {device}: {logger.path}"
           + (f" (resumed at step {loop['t']})" if resume else ""))
@@ -634,7 +636,7 @@ def main(args: Args):
               f"{sps:6.1f} train steps/s | {left} left", flush=True)
         if args.save_model:
             save_model(agent, args, model_path, step)
-        if video is not None and (len(logger.rows) % args.video_every == 1 or step == args.total_timesteps):
+        if video is not None and ((len(logger.rows) - 1) % args.video_every == 0 or step == args.total_timesteps):
             video.record(agent, step)
         return returns
 

@@ -46,6 +46,8 @@ for step in range(start, args.total_timesteps + 1, args.eval_freq):
     with open(os.path.join(path, "evaluations.csv"), "w") as f:
         f.write("\n".join(lines) + "\n")
     if args.stop_at is not None and step >= args.stop_at:
+        if RESUME:
+            open(os.path.join(path, "resume.pt"), "w").close()
         print(f"interrupted at step {step}", file=sys.stderr)
         sys.exit(130)
 print("done", path)
@@ -142,7 +144,7 @@ def test_interrupted_runs_are_resumed_when_the_script_can_and_restarted_when_not
             assert last_step(folder) == 100
     dry = sweep(*grid, "--dry-run")
     assert dry.returncode == 0 and dry.stdout.count("[resume]") == 2 and dry.stdout.count("[restart]") == 2
-    assert "fake_plain.py has no --resume: restarting in a fresh run folder" in dry.stdout
+    assert "fake_plain.py cannot resume" in dry.stdout and "restarting in a fresh run folder" in dry.stdout
     [resume_line] = [l for l in dry.stdout.splitlines() if l.startswith("[resume] fake_resume Toy-v0 seed0")]
     partial = run_folders(root / "fake_resume" / "Toy-v0" / "seed0")[0]
     assert shlex.split(resume_line.split(": ", 1)[1])[-2:] == ["--resume", str(partial)]

@@ -152,13 +152,14 @@ def plan(args, passthrough, threads):
                                      "use a new --root to run these")
                 elif state == "partial":
                     cell.previous = folder
-                    if supports_resume(args.python, cell.script):
+                    if supports_resume(args.python, cell.script) and os.path.exists(os.path.join(folder, "resume.pt")):
                         cell.action = "resume"
                         cell.command += ["--resume", folder]
                     else:
                         cell.action = "restart"
-                        cell.note = (f"{os.path.basename(cell.script)} has no --resume: restarting in a fresh "
-                                     f"run folder ({folder} is left as it is)")
+                        cell.note = (f"{os.path.basename(cell.script)} cannot resume {folder} (no --resume, or no "
+                                     f"resume.pt: killed without saving one): restarting in a fresh run folder "
+                                     f"({folder} is left as it is)")
                 cells.append(cell)
     return cells
 
