@@ -1,5 +1,6 @@
 """Shared test fixtures: the project root on sys.path, and a runner for the scripts' command lines."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -15,6 +16,29 @@ def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.Comp
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=env)
+
+
+def stop_at(module, k):
+    """A GracefulExit for `module` whose stop request comes at the k-th check (the training loops check
+    once per step: an environment step, a gradient step offline, an iteration for PPO)."""
+
+    class StopAt(module.GracefulExit):
+        def __init__(self):
+            self.checks = 0
+
+        @property
+        def requested(self):
+            self.checks += 1
+            return self.checks == k
+
+    return StopAt
+
+
+def read_evaluations(run_dir):
+    """(run folder, rows of its evaluations.csv) for a --run-dir holding one run."""
+    (folder,) = [os.path.join(run_dir, d) for d in os.listdir(run_dir)]
+    with open(os.path.join(folder, "evaluations.csv")) as f:
+        return folder, list(csv.DictReader(f))
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """ddpg.py: the critic target, updates at every step, the Ornstein-Uhlenbeck noise, learning on
 Pendulum-v1 and the command line."""
 
-import csv
 import json
 import os
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 import ddpg
+from conftest import read_evaluations, stop_at
 
 
 def make_agent(state_dim=3, action_dim=2, **kwargs):
@@ -95,12 +95,6 @@ def test_agent_ou_noise_resets_at_episode_start():
     assert make_agent().noise is None  # Gaussian by default (the TD3 paper's DDPG)
 
 
-def read_evaluations(run_dir):
-    (folder,) = [os.path.join(run_dir, d) for d in os.listdir(run_dir)]
-    with open(os.path.join(folder, "evaluations.csv")) as f:
-        return folder, list(csv.DictReader(f))
-
-
 def test_learns_pendulum(script, tmp_path):
     """Random play scores about -1200 on Pendulum-v1; 9k gradient steps of DDPG reach about -110 (seed 0,
     10 episodes; -110 to -220 from step 6000 on). 64-64 networks keep the test fast: it checks learning,
@@ -153,18 +147,9 @@ def test_resumed_ou_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     the resumed run must continue it exactly, so that every evaluation matches the uninterrupted run."""
     common = dict(env="Pendulum-v1", total_timesteps=600, start_timesteps=250, eval_freq=100, eval_episodes=2,
                   batch_size=32, hdim=32, noise="ou", device="cpu", torch_threads=1)
-    full = ddpg.main(ddpg.Args(run_dir=str(tmp_path / "full"), **common))
+    ddpg.main(ddpg.Args(run_dir=str(tmp_path / "full"), **common))
 
-    class StopAt(ddpg.GracefulExit):  # the stop request comes at the 350th check, one per environment step
-        def __init__(self):
-            self.checks = 0
-
-        @property
-        def requested(self):
-            self.checks += 1
-            return self.checks == 350
-
-    monkeypatch.setattr(ddpg, "GracefulExit", StopAt)
+    monkeypatch.setattr(ddpg, "GracefulExit", stop_at(ddpg, 350))  # mid-episode
     with pytest.raises(SystemExit) as exit_info:
         ddpg.main(ddpg.Args(run_dir=str(tmp_path / "parts"), **common))
     assert exit_info.value.code == 130

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import ppo
+from conftest import stop_at
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -297,20 +298,6 @@ def test_learns_inverted_pendulum(script, tmp_path):
 # Research workflow: --resume, SIGTERM, --capture-video, --track.
 
 
-def stop_at(k):
-    """A GracefulExit whose stop request comes at the k-th check (one check per iteration)."""
-
-    class StopAt(ppo.GracefulExit):
-        def __init__(self):
-            self.checks = 0
-
-        @property
-        def requested(self):
-            self.checks += 1
-            return self.checks == k
-
-    return StopAt
-
 
 def evaluation_returns(run_path):
     with open(os.path.join(run_path, "evaluations.csv")) as f:
@@ -327,7 +314,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(env, tmp_path, 
     and the same final agent (networks, optimizer, normalization statistics) to the bit."""
     full = ppo.main(ppo.Args(env=env, run_dir=str(tmp_path / "full"), **SHORT))
 
-    monkeypatch.setattr(ppo, "GracefulExit", stop_at(3))
+    monkeypatch.setattr(ppo, "GracefulExit", stop_at(ppo, 3))
     with pytest.raises(SystemExit) as exit_info:
         ppo.main(ppo.Args(env=env, run_dir=str(tmp_path / "parts"), **SHORT))
     assert exit_info.value.code == 130

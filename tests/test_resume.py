@@ -9,24 +9,10 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, stop_at
 
-SCRIPTS = ["td3"]
-
-
-def stop_at(module, k):
-    """A GracefulExit whose stop request comes at the k-th check (one check per environment step)."""
-
-    class StopAt(module.GracefulExit):
-        def __init__(self):
-            self.checks = 0
-
-        @property
-        def requested(self):
-            self.checks += 1
-            return self.checks == k
-
-    return StopAt
+# The online off-policy scripts share these flags; ppo.py and td3_bc.py test theirs in their own files.
+SCRIPTS = [name for name in ("td3", "td7", "sac", "ddpg") if "resume" in __import__(name).Args.__dataclass_fields__]
 
 
 def returns(run_path):

@@ -1,7 +1,6 @@
 """sac.py: the squashed log-probability, the temperature step, the soft Q target, the deterministic
 evaluation action, learning on Pendulum-v1 and the command line."""
 
-import csv
 import json
 import math
 import os
@@ -14,6 +13,7 @@ from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
 import sac
+from conftest import read_evaluations
 
 
 def make_agent(state_dim=3, action_dim=2, **kwargs):
@@ -189,12 +189,6 @@ def test_deterministic_evaluation_is_tanh_of_the_mean():
 
 
 # --- learning and the command line -------------------------------------------------------------------
-
-def read_evaluations(run_dir):
-    (folder,) = [os.path.join(run_dir, d) for d in os.listdir(run_dir)]
-    with open(os.path.join(folder, "evaluations.csv")) as f:
-        return folder, list(csv.DictReader(f))
-
 
 def test_learns_pendulum(script, tmp_path):
     """Random play scores about -1200 on Pendulum-v1; 9k gradient steps of SAC reach about -110 (seed 0,

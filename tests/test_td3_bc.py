@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import td3_bc
 from datasets_util import make_dataset, random_hopper, write_d4rl
+from conftest import stop_at
 
 
 @pytest.fixture(scope="module")
@@ -164,20 +165,6 @@ def test_bc_term_keeps_the_policy_near_the_data(tmp_path):
 # Research workflow: --resume, --capture-video, --track.
 
 
-def stop_at(k):
-    """A GracefulExit whose stop request comes at the k-th check (one check per gradient step)."""
-
-    class StopAt(td3_bc.GracefulExit):
-        def __init__(self):
-            self.checks = 0
-
-        @property
-        def requested(self):
-            self.checks += 1
-            return self.checks == k
-
-    return StopAt
-
 
 def evaluation_rows(run_path):
     with open(os.path.join(run_path, "evaluations.csv")) as f:
@@ -192,7 +179,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(hopper, tmp_pat
                   device="cpu", torch_threads=1, save_model=True)
     full = td3_bc.main(td3_bc.Args(run_dir=str(tmp_path / "full"), **common))
 
-    monkeypatch.setattr(td3_bc, "GracefulExit", stop_at(150))
+    monkeypatch.setattr(td3_bc, "GracefulExit", stop_at(td3_bc, 150))
     with pytest.raises(SystemExit) as exit_info:
         td3_bc.main(td3_bc.Args(run_dir=str(tmp_path / "parts"), **common))
     assert exit_info.value.code == 130

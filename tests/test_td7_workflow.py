@@ -10,23 +10,10 @@ import torch
 
 import td7
 from datasets_util import random_hopper, write_d4rl
+from conftest import stop_at
 
 SMALL = {"actor_hdim": 32, "critic_hdim": 32, "enc_hdim": 32, "zs_dim": 16, "batch_size": 32}
 
-
-def stop_at(k):
-    """A GracefulExit whose stop request comes at the k-th check (one check per step of the loop)."""
-
-    class StopAt(td7.GracefulExit):
-        def __init__(self):
-            self.checks = 0
-
-        @property
-        def requested(self):
-            self.checks += 1
-            return self.checks == k
-
-    return StopAt
 
 
 def rows(run_path):
@@ -36,7 +23,7 @@ def rows(run_path):
 
 def full_and_resumed(common, stop, tmp_path, monkeypatch):
     full = td7.main(td7.Args(run_dir=str(tmp_path / "full"), **common))
-    monkeypatch.setattr(td7, "GracefulExit", stop_at(stop))
+    monkeypatch.setattr(td7, "GracefulExit", stop_at(td7, stop))
     with pytest.raises(SystemExit) as exit_info:
         td7.main(td7.Args(run_dir=str(tmp_path / "parts"), **common))
     assert exit_info.value.code == 130
