@@ -288,10 +288,11 @@ class Agent:
     def update(self, state, action, next_state, reward, not_done):
         """One TD7 gradient step on a batch, in the official order; returns the LAP priorities."""
         args = self.args
-        # Encoder: g(f(s), a) predicts f(s'), the target without gradient (paper, eq. 3). f(s) and
-        # f(s') share weights, so one pass over both halves of a 2B batch.
-        zs, next_zs = self.encoder.zs(torch.cat([state, next_state])).split(len(state))
-        encoder_loss = F.mse_loss(self.encoder.zsa(zs, action), next_zs.detach())
+        # Encoder: g(f(s), a) predicts f(s'), the target without gradient (paper, eq. 3). Two passes:
+        # one over [s; s'] would backpropagate through the s' half too (zeros, at full cost).
+        with torch.no_grad():
+            next_zs = self.encoder.zs(next_state)
+        encoder_loss = F.mse_loss(self.encoder.zsa(self.encoder.zs(state), action), next_zs)
         self.encoder_optimizer.zero_grad(set_to_none=True)
         encoder_loss.backward()
         self.encoder_optimizer.step()
