@@ -40,6 +40,18 @@ def test_track_without_wandb_is_one_line(script, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("script", SCRIPTS[:1])
+def test_track_mirrors_to_wandb_offline(script, tmp_path):
+    pytest.importorskip("wandb")
+    env = {"WANDB_MODE": "offline"}
+    result = run_script(f"{script}.py", "--env", "Pendulum-v1", "--total-timesteps", "300", "--start-timesteps",
+                        "100", "--batch-size", "32", "--eval-freq", "100", "--eval-episodes", "1", "--track",
+                        "--torch-threads", "1", "--run-dir", str(tmp_path), extra_env=env)
+    assert result.returncode == 0, result.stderr
+    [folder] = os.listdir(tmp_path)
+    assert any(name.startswith("offline-run-") for name in os.listdir(tmp_path / folder / "wandb"))
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_progress_line_only_on_a_terminal(script, monkeypatch):
     module = __import__(script)
