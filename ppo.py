@@ -584,10 +584,12 @@ class Progress:
             except ImportError:
                 pass
         self.total, self.step = total, initial
+        self.last_return = float("nan")  # the mean return of the last evaluation, shown on the line
 
-    def update(self, step: int, status: str):
+    def update(self, step: int):
         if not self.enabled or time.monotonic() - self.last < 0.5:
             return
+        status = f"eval {self.last_return:.1f}"
         self.last = time.monotonic()
         if self.bar is not None:
             self.bar.update(step - self.step)
@@ -827,7 +829,7 @@ def main(args: Args):
                 progress.last_return = evaluate_and_log(global_step).mean()
             loop.update(iteration=iteration, global_step=global_step, train_seconds=train_seconds)
             at_boundary = True
-            progress.update(global_step, f"eval {getattr(progress, 'last_return', float('nan')):.1f}")
+            progress.update(global_step)
             if stop.requested:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:

@@ -446,10 +446,12 @@ class Progress:
             except ImportError:
                 pass
         self.total, self.step = total, initial
+        self.last_return = float("nan")  # the mean return of the last evaluation, shown on the line
 
-    def update(self, step: int, status: str):
+    def update(self, step: int):
         if not self.enabled or time.monotonic() - self.last < 0.5:
             return
+        status = f"eval {self.last_return:.1f}"
         self.last = time.monotonic()
         if self.bar is not None:
             self.bar.update(step - self.step)
@@ -681,14 +683,15 @@ def main(args: Args):
                 for name, value in agent.losses.items():
                     logger.scalar(f"losses/{name}", value, t + 1)
                 if train_start is not None:
-                    logger.scalar("train/SPS", (agent.training_steps - train_start_updates) / (time.time() - train_start), t + 1)
+                    sps = (agent.training_steps - train_start_updates) / (time.time() - train_start)
+                    logger.scalar("train/SPS", sps, t + 1)
                 state, _ = env.reset()
                 loop.update(episode_return=0.0, episode_steps=0, episode_num=loop["episode_num"] + 1)
 
             if (t + 1) % args.eval_freq == 0:
                 returns = evaluate_and_log(t + 1)
                 progress.last_return = returns.mean()
-            progress.update(t + 1, f"eval {getattr(progress, 'last_return', float('nan')):.1f}")
+            progress.update(t + 1)
             if stop.requested:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:

@@ -305,7 +305,8 @@ class Agent:
             noise = (torch.randn_like(action) * args.target_policy_noise).clamp(-args.noise_clip, args.noise_clip)
             next_action = (self.actor_target(next_state, fixed_target_zs) + noise).clamp(-1, 1)
             fixed_target_zsa = self.fixed_encoder_target.zsa(fixed_target_zs, next_action)
-            Q_target = self.critic_target(next_state, next_action, fixed_target_zsa, fixed_target_zs).min(1, keepdim=True)[0]
+            Q_target = self.critic_target(next_state, next_action, fixed_target_zsa, fixed_target_zs)
+            Q_target = Q_target.min(1, keepdim=True)[0]
             Q_target = reward + not_done * args.discount * Q_target.clamp(self.Q_min, self.Q_max)
             self.running_min = torch.minimum(self.running_min, Q_target.min())
             self.running_max = torch.maximum(self.running_max, Q_target.max())
@@ -812,10 +813,12 @@ class Progress:
             except ImportError:
                 pass
         self.total, self.step = total, initial
+        self.last_return = float("nan")  # the mean return of the last evaluation, shown on the line
 
-    def update(self, step: int, status: str):
+    def update(self, step: int):
         if not self.enabled or time.monotonic() - self.last < 0.5:
             return
+        status = f"eval {self.last_return:.1f}"
         self.last = time.monotonic()
         if self.bar is not None:
             self.bar.update(step - self.step)
@@ -1055,7 +1058,8 @@ def main(args: Args):
                 for name, value in agent.losses.items():
                     logger.scalar(f"losses/{name}", value, t + 1)
                 if train_start is not None:
-                    logger.scalar("train/SPS", (agent.training_steps - train_start_updates) / (time.time() - train_start), t + 1)
+                    sps = (agent.training_steps - train_start_updates) / (time.time() - train_start)
+                    logger.scalar("train/SPS", sps, t + 1)
                 if loop["allow_train"] and args.checkpoints:
                     agent.maybe_train_and_checkpoint(loop["episode_steps"], loop["episode_return"])
                 if t >= args.start_timesteps:
@@ -1066,7 +1070,7 @@ def main(args: Args):
             if (t + 1) % args.eval_freq == 0:
                 returns = evaluate_and_log(t + 1)
                 progress.last_return = returns.mean()
-            progress.update(t + 1, f"eval {getattr(progress, 'last_return', float('nan')):.1f}")
+            progress.update(t + 1)
             if stop.requested:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -1168,7 +1172,7 @@ def train_offline(args: Args, device: torch.device, resume: Optional[dict] = Non
             if (t + 1) % args.eval_freq == 0:
                 returns = evaluate_and_log(t + 1)
                 progress.last_return = returns.mean()
-            progress.update(t + 1, f"eval {getattr(progress, 'last_return', float('nan')):.1f}")
+            progress.update(t + 1)
             if stop.requested:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:

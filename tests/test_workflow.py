@@ -61,7 +61,8 @@ def test_progress_line_only_on_a_terminal(script, monkeypatch):
         stream.isatty = lambda tty=tty: tty
         monkeypatch.setattr(module.sys, "stderr", stream)
         progress = module.Progress(total=100, initial=0, disabled=disabled)
-        progress.update(10, "eval -123.4")
+        progress.last_return = -123.4
+        progress.update(10)
         progress.close()
         assert ("\rstep 10/100 | eval -123.4" in stream.getvalue()) == shown
 
