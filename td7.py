@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
@@ -650,7 +651,9 @@ def resolve_device(name: str) -> torch.device:
 def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
     """A seeded environment with a bounded Box action space, or a UsageError; kwargs go to gym.make."""
     try:
-        env = gym.make(env_id, **kwargs)
+        with warnings.catch_warnings():  # v4 is the papers' version on purpose: no "out of date" warning
+            warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+            env = gym.make(env_id, **kwargs)
     except gym.error.Error as e:
         raise UsageError(f"cannot make environment {env_id!r}: {e}")
     except ImportError as e:
