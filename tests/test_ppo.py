@@ -411,3 +411,44 @@ def test_track_without_wandb_is_one_line(script, tmp_path):
     result = script("ppo.py", "--env", "Pendulum-v1", "--track", "--run-dir", str(tmp_path))
     assert result.returncode == 2 and "--track needs wandb" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+class UnitRewardEnv(gym.Env):
+    """Reward 1 every step; episodes of `length` steps end by termination."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, length):
+        self.length = length
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(4, np.float32), 1.0, self.t == self.length, False, {}
+
+
+def test_reward_scaling_keeps_one_discounted_return_per_env():
+    """Env 0 ends an episode every 3 steps and env 1 every 5: after 7 steps with gamma 0.5 the running
+    discounted returns are 1 (env 0: 1 step into its 3rd episode) and 1.5 (env 1: 2 steps into its 2nd);
+    the scaled rewards divide by the running std of those returns (clipped at 10), recomputed here."""
+    agent, _ = make_agent(seed=0, gamma=0.5)
+    envs = gym.vector.SyncVectorEnv([lambda: UnitRewardEnv(3), lambda: UnitRewardEnv(5)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    rollout = ppo.Rollout(agent, envs, 7, seed=0)
+    rollout.collect()
+    np.testing.assert_allclose(rollout.discounted_return, [1.0, 1.5])
+    returns, seen = np.zeros(2), []
+    for t in range(7):
+        returns = returns * 0.5 + 1.0
+        seen.append(returns.copy())
+        rms = ppo.RunningMeanStd(())
+        for batch in seen:  # RunningMeanStd merges batches exactly: their pooled variance
+            rms.update(batch)
+        expected = np.clip(1.0 / np.sqrt(rms.var + 1e-8), -agent.args.reward_clip, agent.args.reward_clip)
+        np.testing.assert_allclose(rollout.rewards[t], np.full(2, expected), rtol=1e-5)
+        returns[[(t + 1) % 3 == 0, (t + 1) % 5 == 0]] = 0.0
