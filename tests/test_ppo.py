@@ -287,7 +287,7 @@ def test_learns_inverted_pendulum(script, tmp_path):
     run_dir = str(tmp_path / "runs")
     start = time.time()
     result = script("ppo.py", "--env", "InvertedPendulum-v4", "--seed", "0", "--total-timesteps", "40960",
-                    "--eval-freq", "20480", "--torch-threads", "1", "--run-dir", run_dir, timeout=180)
+                    "--eval-freq", "20480", "--torch-threads", "1", "--run-dir", run_dir, timeout=900)
     assert result.returncode == 0, result.stderr
     _, rows = read_evaluations(run_dir)
     assert [int(r["step"]) for r in rows] == [0, 20480, 40960]

@@ -170,7 +170,7 @@ def test_td3_learns_pendulum(tmp_path):
     # Seed 0 reaches about -100 at 10k steps (random play: about -1200), in about 40 s on 2 cores.
     result = run_script("td3.py", "--env", "Pendulum-v1", "--seed", "0", "--total-timesteps", "10000",
                         "--start-timesteps", "1000", "--eval-freq", "5000", "--torch-threads", "2",
-                        "--run-dir", str(tmp_path))
+                        "--run-dir", str(tmp_path), timeout=900)  # ~1 min on idle cores
     assert result.returncode == 0, result.stderr
     [folder] = os.listdir(tmp_path)
     with open(os.path.join(tmp_path, folder, "evaluations.csv")) as f:
