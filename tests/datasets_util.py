@@ -7,6 +7,8 @@ import sys
 import gymnasium as gym
 import h5py
 import numpy as np
+import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -92,3 +94,17 @@ def d4rl_qlearning_dataset(dataset: dict) -> dict:
         done_.append(done_bool)
     return {"observations": np.array(obs_), "actions": np.array(action_), "next_observations": np.array(next_obs_),
             "rewards": np.array(reward_), "terminals": np.array(done_)}
+
+
+@pytest.fixture(scope="module")
+def hopper():
+    return random_hopper()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One thread: small networks gain nothing from more, and the test machines' cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

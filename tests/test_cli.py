@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_script
 
-SCRIPTS = ["td3.py", "td7.py"]
+SCRIPTS = ["td3.py", "td7.py", "sac.py", "ddpg.py"]
 
 
 def one_error_line(result):
@@ -55,6 +55,17 @@ def test_bad_input_is_one_line_and_exit_status_2(script, arguments, message, tmp
     assert one_error_line(result), (result.returncode, result.stderr)
     assert message in result.stderr
     assert not os.path.exists(tmp_path) or os.listdir(tmp_path) == []  # nothing written
+
+
+@pytest.mark.parametrize("script, arguments, message", [
+    ("ddpg.py", ["--noise", "pink"], "--noise"),
+    ("ddpg.py", ["--tau", "2"], "--tau"),
+    ("sac.py", ["--alpha", "-1"], "--alpha"),
+    ("td3.py", ["--start-timesteps", "100"], "--start-timesteps"),
+])
+def test_script_specific_bad_input(script, arguments, message, tmp_path):
+    result = run_script(script, *arguments, "--run-dir", str(tmp_path))
+    assert one_error_line(result) and message in result.stderr, (result.returncode, result.stderr)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

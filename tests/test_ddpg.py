@@ -127,19 +127,6 @@ def test_cli_run_save_and_eval_only(script, tmp_path):
     assert "Pendulum-v1 ddpg (step 300): mean return" in result.stdout
 
 
-@pytest.mark.parametrize("flags", [["--env", "NoSuchEnv-v0"], ["--env", "CartPole-v1"], ["--noise", "pink"],
-                                   ["--tau", "2"], ["--eval-only", "MALFORMED"]])
-def test_bad_input_is_one_line_and_exit_2(script, tmp_path, flags):
-    if flags[-1] == "MALFORMED":
-        path = tmp_path / "model.pt"
-        path.write_text("not a model")
-        flags = ["--eval-only", str(path)]
-    result = script("ddpg.py", *flags, "--total-timesteps", "10", "--run-dir", str(tmp_path / "runs"))
-    assert result.returncode == 2
-    assert result.stderr.startswith("ddpg.py: error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()
-
 
 def test_resumed_ou_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     """--noise ou: the process value mid-episode is part of the resumable state. Stopped at step 350 of

@@ -1,9 +1,7 @@
 """sac.py: the squashed log-probability, the temperature step, the soft Q target, the deterministic
 evaluation action, learning on Pendulum-v1 and the command line."""
 
-import json
 import math
-import os
 
 import gymnasium as gym
 import numpy as np
@@ -201,36 +199,3 @@ def test_learns_pendulum(script, tmp_path):
     _, rows = read_evaluations(tmp_path)
     assert [int(r["step"]) for r in rows] == [0, 5000, 10000]
     assert float(rows[-1]["mean_return"]) > -400, rows
-
-
-def test_cli_run_save_and_eval_only(script, tmp_path):
-    result = script("sac.py", "--env", "Pendulum-v1", "--total-timesteps", "300", "--start-timesteps", "100",
-                    "--eval-freq", "150", "--eval-episodes", "1", "--batch-size", "32", "--hdim", "32",
-                    "--torch-threads", "1", "--save-model", "--run-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    folder, rows = read_evaluations(tmp_path)
-    assert os.path.basename(folder).startswith("Pendulum-v1__sac__0__")
-    assert [int(r["step"]) for r in rows] == [0, 150, 300]
-    assert list(rows[0]) == ["step", "wall_seconds", "mean_return", "std_return", "returns"]
-    with open(os.path.join(folder, "config.json")) as f:
-        config = json.load(f)
-    assert config["algo"] == "sac" and config["fixed_alpha"] is False and config["start_timesteps"] == 100
-    assert os.path.isfile(os.path.join(folder, "model.pt"))
-
-    result = script("sac.py", "--eval-only", folder, "--eval-episodes", "2", "--torch-threads", "1")
-    assert result.returncode == 0, result.stderr
-    assert "Pendulum-v1 sac (step 300): mean return" in result.stdout
-
-
-@pytest.mark.parametrize("flags", [["--env", "NoSuchEnv-v0"], ["--env", "CartPole-v1"], ["--batch-size", "0"],
-                                   ["--alpha", "-1"], ["--eval-only", "MALFORMED"]])
-def test_bad_input_is_one_line_and_exit_2(script, tmp_path, flags):
-    if flags[-1] == "MALFORMED":
-        path = tmp_path / "model.pt"
-        path.write_text("not a model")
-        flags = ["--eval-only", str(path)]
-    result = script("sac.py", *flags, "--total-timesteps", "10", "--run-dir", str(tmp_path / "runs"))
-    assert result.returncode == 2
-    assert result.stderr.startswith("sac.py: error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()

@@ -13,22 +13,10 @@ import torch
 import torch.nn.functional as F
 
 import td3_bc
-from datasets_util import make_dataset, random_hopper, write_d4rl
+from datasets_util import hopper, make_dataset, one_torch_thread, write_d4rl  # noqa: F401 (fixtures)
 from conftest import stop_at
 
 
-@pytest.fixture(scope="module")
-def hopper():
-    return random_hopper()
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: small networks gain nothing from more, and the test machines' cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def hopper_agent(data, **kwargs):

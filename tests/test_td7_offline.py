@@ -14,25 +14,13 @@ import torch.nn.functional as F
 
 import td7
 from conftest import run_script
-from datasets_util import make_dataset, random_hopper, write_d4rl, write_minari
+from datasets_util import hopper, make_dataset, one_torch_thread, write_d4rl, write_minari  # noqa: F401 (fixtures)
 
 HOPPER_SPEC = {"id": "Hopper-v4", "entry_point": "gymnasium.envs.mujoco.hopper_v4:HopperEnv",
                "max_episode_steps": 1000, "kwargs": {"terminate_when_unhealthy": True}}
 SMALL = {"actor_hdim": 32, "critic_hdim": 32, "enc_hdim": 32, "zs_dim": 16, "batch_size": 64}
 
 
-@pytest.fixture(scope="module")
-def hopper():
-    return random_hopper()
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: small networks gain nothing from more, and the test machines' cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def hopper_agent(data, **kwargs):
