@@ -932,3 +932,6 @@ if __name__ == "__main__":
     except UsageError as e:
         print(f"{ALGO}.py: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # before the training loop's own handler is installed: nothing to save yet
+        print(f"{ALGO}.py: interrupted before training started", file=sys.stderr)
+        sys.exit(130)
