@@ -41,6 +41,25 @@ def read_evaluations(run_dir):
         return folder, list(csv.DictReader(f))
 
 
+def assert_videos(run_folder, expected):
+    """The run folder's videos/ holds exactly `expected` (file names), each a real MP4 container."""
+    folder = os.path.join(run_folder, "videos")
+    videos = sorted(os.listdir(folder), key=lambda name: int(name[5:-4]))  # step_<N>.mp4
+    assert videos == expected
+    for name in videos:
+        with open(os.path.join(folder, name), "rb") as f:
+            data = f.read()
+        assert len(data) > 1000 and data[4:8] == b"ftyp"
+
+
+def skip_if_wandb_installed():
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return
+    pytest.skip("wandb is installed")
+
+
 @pytest.fixture
 def script():
     return run_script

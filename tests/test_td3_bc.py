@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import td3_bc
 from datasets_util import hopper, make_dataset, one_torch_thread, write_d4rl  # noqa: F401 (fixtures)
-from conftest import stop_at
+from conftest import assert_videos, skip_if_wandb_installed, stop_at
 
 
 
@@ -210,20 +210,13 @@ def test_capture_video_writes_mp4s_headless(script, hopper, tmp_path):
                     "--video-every", "2", "--torch-threads", "1", "--run-dir", str(tmp_path / "runs"), timeout=180)
     assert result.returncode == 0, result.stderr
     [folder] = os.listdir(tmp_path / "runs")
-    videos = sorted(os.listdir(tmp_path / "runs" / folder / "videos"))
-    assert videos == ["step_0.mp4", "step_200.mp4", "step_300.mp4"]  # evaluations 1, 3 and the last
-    for name in videos:
-        data = (tmp_path / "runs" / folder / "videos" / name).read_bytes()
-        assert len(data) > 1000 and data[4:8] == b"ftyp"  # an MP4 container
+    # videos at evaluations 1, 3 and the last
+    assert_videos(tmp_path / "runs" / folder, ["step_0.mp4", "step_200.mp4", "step_300.mp4"])
     assert "Exception ignored" not in result.stderr  # the GL context is freed cleanly
 
 
 def test_track_without_wandb_is_one_line(script, tmp_path):
-    try:
-        import wandb  # noqa: F401
-        pytest.skip("wandb is installed")
-    except ImportError:
-        pass
+    skip_if_wandb_installed()
     env = gym.make("Pendulum-v1")  # not Hopper-v4, whose deprecation warning gymnasium prints whatever the filters
     env.action_space.seed(0)
     data = make_dataset.collect(env, lambda obs: env.action_space.sample(), 300, 0)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import run_script
+from conftest import assert_videos, run_script, skip_if_wandb_installed
 
 # The online off-policy scripts share these flags; ppo.py and td3_bc.py test theirs in their own files.
 SCRIPTS = [name for name in ("td3", "td7", "sac", "ddpg") if "resume" in __import__(name).Args.__dataclass_fields__]
@@ -20,21 +20,14 @@ def test_capture_video_writes_mp4s_headless(script, tmp_path):
                         "--run-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     [folder] = os.listdir(tmp_path)
-    videos = sorted(os.listdir(tmp_path / folder / "videos"))
-    assert videos == ["step_0.mp4", "step_200.mp4", "step_300.mp4"]  # evaluations 1, 3 and the last
-    for name in videos:
-        data = (tmp_path / folder / "videos" / name).read_bytes()
-        assert len(data) > 1000 and data[4:8] == b"ftyp"  # an MP4 container
+    # videos at evaluations 1, 3 and the last
+    assert_videos(tmp_path / folder, ["step_0.mp4", "step_200.mp4", "step_300.mp4"])
     assert "Exception ignored" not in result.stderr  # the GL context is freed cleanly
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_track_without_wandb_is_one_line(script, tmp_path):
-    try:
-        import wandb  # noqa: F401
-        pytest.skip("wandb is installed")
-    except ImportError:
-        pass
+    skip_if_wandb_installed()
     result = run_script(f"{script}.py", "--env", "Pendulum-v1", "--track", "--run-dir", str(tmp_path))
     assert result.returncode == 2 and "--track needs wandb" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
