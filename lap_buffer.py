@@ -14,27 +14,32 @@ largest stored priority, and `prioritized=False` samples uniformly.
 
 The official code draws a batch with a cumulative sum over every stored priority followed by a
 binary search: O(N) work per batch. Here the priorities live in the leaves of a sum tree whose
-every node holds the sum of its children, so one draw walks from the root to a leaf: O(B log N) per
-batch, vectorized over the batch. The tree has `BRANCHING` children per node (a 32-ary tree is
-4 levels deep at N = 1e6), which keeps the number of small tensor operations, not the arithmetic,
-as low as possible.
+every node holds the sum of its `BRANCHING` children, so one draw walks from the top to a leaf:
+O(B log N) per batch, vectorized over the batch. The tree stops growing upwards at `TOP` nodes or
+fewer; the walk starts with one prefix sum over that top level (what the levels above it would
+hold), so at N = 1e6 it is a prefix sum over 977 nodes and two steps down. The cost is the number
+of small tensor operations, not the arithmetic, hence the wide nodes and the short walk.
 """
 
 import numpy as np
 import torch
 
 BRANCHING = 32
+TOP = 1024
 
 
 class SumTree:
-    """Priorities in the leaves of a BRANCHING-ary tree; levels[0] are the leaves, levels[-1] the root."""
+    """Priorities in the leaves of a BRANCHING-ary tree; levels[0] are the leaves, levels[-1] the top
+    level (at most TOP nodes); each node of a level holds the sum of BRANCHING nodes of the level below."""
 
     def __init__(self, capacity: int, device: torch.device):
-        depth = max(1, int(np.ceil(np.log(capacity) / np.log(BRANCHING) - 1e-9)))
+        depth = 0
+        while BRANCHING ** depth * TOP < capacity:
+            depth += 1
+        top = -(-capacity // BRANCHING ** depth)  # ceil: the leaves are padded to top * BRANCHING ** depth
         # float64: sums over 1e6 priorities keep about 1e-10 relative precision.
-        self.levels = [torch.zeros(BRANCHING ** (depth - d), dtype=torch.float64, device=device)
+        self.levels = [torch.zeros(top * BRANCHING ** (depth - d), dtype=torch.float64, device=device)
                        for d in range(depth + 1)]
-        self.children = torch.arange(BRANCHING, device=device)
 
     @property
     def leaves(self) -> torch.Tensor:
@@ -42,20 +47,26 @@ class SumTree:
 
     @property
     def total(self) -> torch.Tensor:
-        return self.levels[-1][0]
+        return self.levels[-1].sum()
 
     def sample(self, batch_size: int) -> torch.Tensor:
-        """Draws leaf indices i with probability leaves[i] / total, walking from the root to a leaf.
+        """Draws leaf indices i with probability leaves[i] / total.
 
-        At each node, u (uniform in [0, node total)) picks the child whose slice of the node's
-        cumulative sum holds it, and becomes the offset inside that child."""
-        u = torch.rand(batch_size, 1, dtype=torch.float64, device=self.total.device).mul_(self.total)
-        node = torch.zeros(batch_size, dtype=torch.long, device=u.device)
+        u, uniform in [0, total), picks the top node whose slice of the top level's prefix sum holds
+        it; then, at each level down, the child whose slice of its siblings' prefix sum holds what is
+        left of u, which becomes the offset inside that child."""
+        top = self.levels[-1]
+        before = top.cumsum(0)
+        u = torch.rand(batch_size, dtype=torch.float64, device=top.device).mul_(before[-1])
+        before.sub_(top)  # what the nodes to the left hold
+        node = torch.searchsorted(before, u, right=True).sub_(1)
+        u = u.sub_(before[node]).unsqueeze_(1)
         for level in reversed(self.levels[:-1]):
             child_sums = level.view(-1, BRANCHING).index_select(0, node)  # (B, BRANCHING)
-            before = child_sums.cumsum(1).sub_(child_sums)  # what the children to the left hold
+            before = child_sums.cumsum(1).sub_(child_sums)
             child = torch.searchsorted(before, u, right=True).sub_(1)
-            u.sub_(before.gather(1, child))
+            if level is not self.leaves:  # the offset inside the child, for the next level down
+                u.sub_(before.gather(1, child))
             node = child.view(-1).add_(node, alpha=BRANCHING)
         return node
 
@@ -64,8 +75,7 @@ class SumTree:
 
         Duplicate indices in one call keep the largest of their priorities, whatever the order or
         the device (a max does not depend on the order of the writes)."""
-        priority = priority.to(self.leaves.dtype)
-        self.leaves.index_fill_(0, index, 0.0).scatter_reduce_(0, index, priority, "amax")
+        self.leaves.scatter_reduce_(0, index, priority.to(self.leaves.dtype), "amax", include_self=False)
         for lower, upper in zip(self.levels[:-1], self.levels[1:]):
             index = index.div(BRANCHING, rounding_mode="floor")
             upper.index_copy_(0, index, lower.view(-1, BRANCHING).index_select(0, index).sum(1))
@@ -119,13 +129,13 @@ class LAPBuffer:
             self.ind = self.tree.sample(batch_size).clamp_(max=self.size - 1)
         else:
             self.ind = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return self.transitions[self.ind].split(self.split, dim=1)
+        return self.transitions.index_select(0, self.ind).split(self.split, dim=1)
 
     def update_priority(self, priority: torch.Tensor):
         """Sets the priorities of the last sample; stays on the device (no host sync)."""
         priority = priority.detach().reshape(-1)
         self.tree.update(self.ind, priority)
-        self.max_priority = torch.maximum(self.max_priority, priority.max().to(torch.float64))
+        self.max_priority = torch.maximum(self.max_priority, priority.max())
 
     def reset_max_priority(self):
         self.max_priority = self.tree.leaves[:self.size].max()

@@ -20,10 +20,11 @@ def chi_square(counts, probs):
     return ((counts - expected) ** 2 / expected).sum()
 
 
-@pytest.mark.parametrize("n, capacity", [(50, 50), (1000, 2000)])  # one- and three-level trees
+@pytest.mark.parametrize("n, capacity", [(50, 50), (1000, 2000), (1000, 40_000)])  # 1, 2 and 3 levels
 def test_sampling_frequencies_match_priorities(n, capacity):
     torch.manual_seed(0)
     buffer = LAPBuffer(3, 2, "cpu", capacity=capacity)
+    assert len(buffer.tree.levels) == {50: 1, 2000: 2, 40_000: 3}[capacity]
     fill(buffer, n)
     priority = torch.linspace(1.0, 10.0, n) ** 2  # uneven: the largest is 100 times the smallest
     buffer.ind = torch.arange(n)
@@ -36,6 +37,21 @@ def test_sampling_frequencies_match_priorities(n, capacity):
     assert chi_square(counts, probs) < CHI2_CRIT[n - 1]
     # and the test has power: the same counts are far from uniform
     assert chi_square(counts, np.full(n, 1.0 / n)) > 10 * CHI2_CRIT[n - 1]
+
+
+def test_deep_tree_samples_every_region_in_proportion():
+    """All 40,000 leaves of a three-level tree hold a priority: the walk crosses top nodes and children."""
+    torch.manual_seed(6)
+    tree = SumTree(40_000, "cpu")
+    assert len(tree.levels) == 3
+    priority = torch.linspace(0.0, 1.0, 40_000, dtype=torch.float64) ** 2
+    tree.update(torch.arange(40_000), priority)
+    draws = torch.cat([tree.sample(1000) for _ in range(100)])
+    assert (draws < 40_000).all() and (priority[draws] > 0).all()
+    counts = np.bincount(draws.numpy() // 800, minlength=50)  # 50 regions of 800 leaves
+    probs = (priority.view(50, 800).sum(1) / priority.sum()).numpy()
+    assert chi_square(counts, probs) < CHI2_CRIT[49]
+    assert chi_square(counts, np.full(50, 1 / 50)) > 10 * CHI2_CRIT[49]
 
 
 def test_uniform_mode_samples_uniformly():
@@ -90,9 +106,10 @@ def test_duplicate_indices_keep_the_largest_priority():
 
 def test_tree_sums_stay_consistent():
     torch.manual_seed(2)
-    tree = SumTree(5000, "cpu")
+    tree = SumTree(50_000, "cpu")
+    assert len(tree.levels) == 3
     for _ in range(50):
-        index = torch.randint(0, 5000, (256,))
+        index = torch.randint(0, 50_000, (256,))
         tree.update(index, torch.rand(256) * 10)
     for lower, upper in zip(tree.levels[:-1], tree.levels[1:]):
         torch.testing.assert_close(upper, lower.view(-1, 32).sum(1))
