@@ -1,9 +1,11 @@
 """Training speed of the scripts, measured side by side in one run.
 
     python benchmarks/throughput.py [--env HalfCheetah-v4] [--threads 2] [--device cpu] [--scripts td3 td7 ...]
+                                    [--compile]
 
 Off-policy scripts (td3, td7, sac, ddpg, td3_bc): gradient steps per second of Agent.train() on a
-buffer of 100k random transitions of the environment's shape (sampling included, environment not).
+buffer of 100k random transitions of the environment's shape (sampling included, environment not);
+with --compile, the eager update and the --compile one side by side (compilation not timed).
 PPO: environment steps per second of whole iterations (collect 2048 steps + 10 epochs of updates).
 Rounds are interleaved (script A, B, ..., then A, B, ... again) and the best round of each is kept,
 so a noisy neighbour on a shared machine hurts every script alike.
@@ -24,10 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OFF_POLICY = ["td3", "td7", "sac", "ddpg", "td3_bc"]
 
 
-def off_policy_bench(name, env, device, steps):
+def off_policy_bench(name, env, device, steps, compile=False):
     module = importlib.import_module(name)
     state_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    agent = module.Agent(state_dim, action_dim, module.Args(), device)
+    agent = module.Agent(state_dim, action_dim, module.Args(compile=compile), device)
     n, rng = 100_000, np.random.default_rng(0)
     agent.replay_buffer.load({"observations": rng.normal(size=(n, state_dim)),
                               "actions": rng.uniform(-1, 1, (n, action_dim)),
@@ -77,6 +79,7 @@ def main():
     parser.add_argument("--steps", type=int, default=300, help="gradient steps per round (off-policy)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scripts", nargs="+", default=OFF_POLICY + ["ppo"])
+    parser.add_argument("--compile", action="store_true", help="also time each off-policy script with --compile")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -89,6 +92,8 @@ def main():
         elif name in OFF_POLICY:
             steps = args.steps if name != "td7" else max(1, args.steps // 4)
             benches[name] = off_policy_bench(name, env, device, steps)
+            if args.compile:
+                benches[name + " --compile"] = off_policy_bench(name, env, device, steps, compile=True)
         else:
             parser.error(f"unknown script {name}")
     best = {name: 0.0 for name in benches}
@@ -97,11 +102,13 @@ def main():
             best[name] = max(best[name], bench())
     print(f"{args.env}, device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"best of {args.rounds} interleaved rounds")
-    print("| script | speed | unit |")
-    print("|---|---|---|")
+    print("| script | speed | unit | vs eager |")
+    print("|---|---|---|---|")
     for name, value in best.items():
         unit = "env steps/s (collect + update)" if name == "ppo" else "gradient steps/s"
-        print(f"| {name}.py | {value:.1f} | {unit} |")
+        script, _, flag = name.partition(" ")
+        ratio = f"{value / best[script]:.2f}x" if flag else ""
+        print(f"| {script}.py {flag} | {value:.1f} | {unit} | {ratio} |")
 
 
 if __name__ == "__main__":
