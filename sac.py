@@ -132,27 +132,34 @@ class Actor(nn.Module):
         return torch.tanh(u), log_prob.sum(1, keepdim=True)
 
 
+class TwinLinear(nn.Module):
+    """The same layer of the two twin critics, two independent nn.Linear, applied as one batched matrix
+    product: (2, B, in) -> (2, B, out). Initialized as nn.Linear: uniform in +-1/sqrt(in)."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        bound = in_features ** -0.5
+        self.weight = nn.Parameter(torch.empty(2, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(2, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
 class Critic(nn.Module):
-    """Twin Q networks: cat(s, a) -> 256 -> ReLU -> 256 -> ReLU -> 1, twice."""
+    """Twin Q networks, cat(s, a) -> 256 -> ReLU -> 256 -> ReLU -> 1 each, evaluated together."""
 
     def __init__(self, state_dim, action_dim, hdim=256):
         super().__init__()
-        self.q1_l1 = nn.Linear(state_dim + action_dim, hdim)
-        self.q1_l2 = nn.Linear(hdim, hdim)
-        self.q1_l3 = nn.Linear(hdim, 1)
-        self.q2_l1 = nn.Linear(state_dim + action_dim, hdim)
-        self.q2_l2 = nn.Linear(hdim, hdim)
-        self.q2_l3 = nn.Linear(hdim, 1)
+        self.l1 = TwinLinear(state_dim + action_dim, hdim)
+        self.l2 = TwinLinear(hdim, hdim)
+        self.l3 = TwinLinear(hdim, 1)
 
     def forward(self, state, action):
-        sa = torch.cat([state, action], 1)
-        q1 = F.relu(self.q1_l1(sa))
-        q1 = F.relu(self.q1_l2(q1))
-        q1 = self.q1_l3(q1)
-        q2 = F.relu(self.q2_l1(sa))
-        q2 = F.relu(self.q2_l2(q2))
-        q2 = self.q2_l3(q2)
-        return torch.cat([q1, q2], 1)
+        sa = torch.cat([state, action], 1).expand(2, -1, -1)  # both twins see the same input
+        q = F.relu(self.l1(sa))
+        q = F.relu(self.l2(q))
+        return self.l3(q).squeeze(2).t()  # (B, 2): Q1, Q2
 
 
 class Agent:

@@ -186,32 +186,38 @@ class Encoder(nn.Module):
         return self.zsa3(zsa)
 
 
+class TwinLinear(nn.Module):
+    """The same layer of the two twin critics, two independent nn.Linear, applied as one batched matrix
+    product: (2, B, in) -> (2, B, out). Initialized as nn.Linear: uniform in +-1/sqrt(in)."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        bound = in_features ** -0.5
+        self.weight = nn.Parameter(torch.empty(2, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(2, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
 class Critic(nn.Module):
-    """Twin Q networks: cat(s, a) -> 256 -> AvgL1Norm; cat with zsa and zs -> 256 -> ELU -> 256 -> ELU -> 1."""
+    """Twin Q networks, evaluated together: cat(s, a) -> 256 -> AvgL1Norm; cat with zsa and zs -> 256 -> ELU
+    -> 256 -> ELU -> 1 each."""
 
     def __init__(self, state_dim, action_dim, zs_dim=256, hdim=256):
         super().__init__()
-        self.q1_l0 = nn.Linear(state_dim + action_dim, hdim)
-        self.q1_l1 = nn.Linear(2 * zs_dim + hdim, hdim)
-        self.q1_l2 = nn.Linear(hdim, hdim)
-        self.q1_l3 = nn.Linear(hdim, 1)
-        self.q2_l0 = nn.Linear(state_dim + action_dim, hdim)
-        self.q2_l1 = nn.Linear(2 * zs_dim + hdim, hdim)
-        self.q2_l2 = nn.Linear(hdim, hdim)
-        self.q2_l3 = nn.Linear(hdim, 1)
+        self.l0 = TwinLinear(state_dim + action_dim, hdim)
+        self.l1 = TwinLinear(2 * zs_dim + hdim, hdim)
+        self.l2 = TwinLinear(hdim, hdim)
+        self.l3 = TwinLinear(hdim, 1)
 
     def forward(self, state, action, zsa, zs):
-        sa = torch.cat([state, action], 1)
-        embeddings = torch.cat([zsa, zs], 1)
-        q1 = torch.cat([AvgL1Norm(self.q1_l0(sa)), embeddings], 1)
-        q1 = F.elu(self.q1_l1(q1))
-        q1 = F.elu(self.q1_l2(q1))
-        q1 = self.q1_l3(q1)
-        q2 = torch.cat([AvgL1Norm(self.q2_l0(sa)), embeddings], 1)
-        q2 = F.elu(self.q2_l1(q2))
-        q2 = F.elu(self.q2_l2(q2))
-        q2 = self.q2_l3(q2)
-        return torch.cat([q1, q2], 1)
+        sa = torch.cat([state, action], 1).expand(2, -1, -1)  # both twins see the same inputs
+        embeddings = torch.cat([zsa, zs], 1).expand(2, -1, -1)
+        q = torch.cat([AvgL1Norm(self.l0(sa)), embeddings], 2)
+        q = F.elu(self.l1(q))
+        q = F.elu(self.l2(q))
+        return self.l3(q).squeeze(2).t()  # (B, 2): Q1, Q2
 
 
 def LAP_huber(x, min_priority=1.0):

@@ -53,7 +53,7 @@ def test_shapes():
     torch.testing.assert_close(zs.abs().mean(1), torch.ones(B))  # zs is AvgL1Normed, zsa is not
     assert agent.actor(state, zs).shape == (B, ACTION_DIM)
     assert agent.critic(state, action, zsa, zs).shape == (B, 2)
-    assert agent.critic.q1_l1.in_features == 2 * 4 + H  # cat(AvgL1Norm(l0(s, a)), zsa, zs)
+    assert agent.critic.l1.weight.shape[1] == 2 * 4 + H  # cat(AvgL1Norm(l0(s, a)), zsa, zs)
 
 
 def expected_update(agent, batch, noise):
