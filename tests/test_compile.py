@@ -1,7 +1,6 @@
 """--compile: the compiled update follows the eager one step for step, and a failed compilation falls back."""
 
 import importlib
-import shutil
 
 import numpy as np
 import pytest
@@ -30,9 +29,17 @@ def trained(script, compile, steps):
     return agent, np.array(losses)
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+@pytest.fixture(scope="module")
+def compile_works():
+    """torch.compile on CPU needs a C++ compiler and Python's headers; without them there is nothing to compare."""
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(3))
+    except Exception as e:
+        pytest.skip(f"torch.compile does not run on this machine: {type(e).__name__}")
+
+
 @pytest.mark.parametrize("script", ["td3", "td7", "sac", "ddpg", "td3_bc"])
-def test_compiled_update_follows_the_eager_one(script, one_torch_thread, capsys):
+def test_compiled_update_follows_the_eager_one(script, compile_works, one_torch_thread, capsys):
     (eager, eager_losses), (fast, fast_losses) = (trained(script, compile, 300) for compile in (False, True))
     assert "compiled in" in capsys.readouterr().out  # the first-compile time is printed
     # The same random numbers (target noise, SAC's samples) and the same math: the two runs differ by
