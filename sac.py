@@ -586,25 +586,29 @@ def format_time(seconds: float) -> str:
 
 
 def compiled(fn):
-    """--compile: fn through torch.compile, with its first-compile time printed. If compiling fails
-    (no C++ compiler, an unsupported op), one warning line and the eager fn from then on. The first
-    graph fails before it runs anything, so the failed call has not half-updated the agent."""
+    """--compile: fn through torch.compile, its first-compile time printed. If compiling fails (no C++
+    compiler, an unsupported op), one warning line and the eager fn from then on. A graph compiles when
+    first reached, before it runs: a failure in fn's first graph has changed nothing; one in a later
+    graph (reached on a later call, e.g. the first delayed actor step) may follow earlier graphs that
+    ran, and the eager rerun repeats them once."""
     torch._inductor.config.fallback_random = True  # eager's random numbers: a seed gives the same run
-    fast, state = torch.compile(fn), {"fn": None}
+    fast, first = torch.compile(fn), True
 
     def call(*inputs):
-        if state["fn"] is not None:
-            return state["fn"](*inputs)
+        nonlocal fast, first
+        if fast is None:
+            return fn(*inputs)
         start = time.perf_counter()
         try:
             out = fast(*inputs)
         except Exception as e:  # torch raises many kinds here; any of them means "run eager"
-            reason = f"{type(e).__name__}: {str(e).partition(chr(10))[0]}"
-            print(f"warning: torch.compile failed, running eager ({reason})", file=sys.stderr)
-            state["fn"] = fn
+            reason = (str(e).splitlines() or [""])[0]
+            print(f"warning: torch.compile failed, running eager ({type(e).__name__}: {reason})", file=sys.stderr)
+            fast = None
             return fn(*inputs)
-        print(f"torch.compile: {fn.__name__} compiled in {time.perf_counter() - start:.1f} s")
-        state["fn"] = fast
+        if first:
+            print(f"torch.compile: {fn.__name__} compiled in {time.perf_counter() - start:.1f} s")
+            first = False
         return out
     return call
 

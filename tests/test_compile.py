@@ -50,17 +50,25 @@ def test_compiled_update_follows_the_eager_one(script, compile_works, one_torch_
             torch.testing.assert_close(b, a, rtol=0, atol=3e-3)
 
 
-def test_a_failed_compilation_falls_back_to_eager_with_one_warning(monkeypatch, capsys):
+@pytest.mark.parametrize("failing_call", [1, 3])  # the first call, or a later one (a graph reached late)
+def test_a_failed_compilation_falls_back_to_eager_with_one_warning(failing_call, monkeypatch, capsys):
     import td3
 
     def broken_compile(fn, **kwargs):
-        def fail(*inputs):
-            raise RuntimeError("no C++ compiler\nmore detail")
-        return fail
+        calls = 0
+
+        def fast(*inputs):
+            nonlocal calls
+            calls += 1
+            if calls >= failing_call:
+                raise RuntimeError("no C++ compiler\nmore detail")
+            return fn(*inputs)
+        return fast
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     (eager, eager_losses), (fallback, fallback_losses) = (trained("td3", compile, 20) for compile in (False, True))
-    err = capsys.readouterr().err
-    assert err.count("warning: torch.compile failed, running eager (RuntimeError: no C++ compiler)") == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("warning: torch.compile failed, running eager (RuntimeError: no C++ compiler)") == 1
+    assert ("compiled in" in captured.out) == (failing_call > 1)
     assert np.array_equal(fallback_losses, eager_losses)
     assert td3.Args().compile is False  # eager stays the default
