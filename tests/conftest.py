@@ -4,6 +4,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -39,6 +40,52 @@ def read_evaluations(run_dir):
     (folder,) = [os.path.join(run_dir, d) for d in os.listdir(run_dir)]
     with open(os.path.join(folder, "evaluations.csv")) as f:
         return folder, list(csv.DictReader(f))
+
+
+def evaluation_columns(run_path, *columns):
+    """The given columns of a run folder's evaluations.csv, one tuple per evaluation."""
+    with open(os.path.join(run_path, "evaluations.csv")) as f:
+        return [tuple(row[column] for column in columns) for row in csv.DictReader(f)]
+
+
+def full_and_interrupted(module, common: dict, stop: int, tmp_path, monkeypatch):
+    """Runs module.main(Args(**common)) to the end in tmp_path/full, then again in tmp_path/parts stopped at
+    the stop-th check (see stop_at), which must exit with status 130. Returns both run folders."""
+    full = module.main(module.Args(run_dir=str(tmp_path / "full"), **common))
+    monkeypatch.setattr(module, "GracefulExit", stop_at(module, stop))
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(module.Args(run_dir=str(tmp_path / "parts"), **common))
+    monkeypatch.undo()
+    assert exit_info.value.code == 130
+    [folder] = os.listdir(tmp_path / "parts")
+    return full, str(tmp_path / "parts" / folder)
+
+
+def signal_when_running(script: str, args: list, sig) -> tuple:
+    """Starts `python <script> <args>`, sends it `sig` a second after its first evaluation line (training
+    has started), and waits; returns (exit status, stderr)."""
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, script), *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               env=dict(os.environ, PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1"))
+    try:
+        for line in process.stdout:
+            if line.startswith("step"):
+                break
+        time.sleep(1.0)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stderr
+
+
+def pendulum_rows(script: str, run_dir, *flags: str) -> list:
+    """Trains `script` on Pendulum-v1 from seed 0 with `flags`; returns its evaluations.csv rows."""
+    result = run_script(script, "--env", "Pendulum-v1", "--seed", "0", *flags, "--run-dir", str(run_dir),
+                        timeout=900)  # about a minute on idle cores
+    assert result.returncode == 0, result.stderr
+    return read_evaluations(run_dir)[1]
 
 
 def assert_videos(run_folder, expected):

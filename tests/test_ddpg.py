@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ddpg
-from conftest import read_evaluations, stop_at
+from conftest import evaluation_columns, full_and_interrupted, pendulum_rows, read_evaluations
 
 
 def make_agent(state_dim=3, action_dim=2, **kwargs):
@@ -95,15 +95,12 @@ def test_agent_ou_noise_resets_at_episode_start():
     assert make_agent().noise is None  # Gaussian by default (the TD3 paper's DDPG)
 
 
-def test_learns_pendulum(script, tmp_path):
+def test_learns_pendulum(tmp_path):
     """Random play scores about -1200 on Pendulum-v1; 9k gradient steps of DDPG reach about -110 (seed 0,
     10 episodes; -110 to -220 from step 6000 on). 64-64 networks keep the test fast: it checks learning,
     not the width; one thread keeps it reproducible."""
-    result = script("ddpg.py", "--env", "Pendulum-v1", "--seed", "0", "--total-timesteps", "10000",
-                    "--start-timesteps", "1000", "--eval-freq", "5000", "--eval-episodes", "10",
-                    "--hdim", "64", "--torch-threads", "1", "--run-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    _, rows = read_evaluations(tmp_path)
+    rows = pendulum_rows("ddpg.py", tmp_path, "--total-timesteps", "10000", "--start-timesteps", "1000",
+                         "--eval-freq", "5000", "--eval-episodes", "10", "--hdim", "64", "--torch-threads", "1")
     assert [int(r["step"]) for r in rows] == [0, 5000, 10000]
     assert float(rows[-1]["mean_return"]) > -400, rows
 
@@ -134,20 +131,11 @@ def test_resumed_ou_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     the resumed run must continue it exactly, so that every evaluation matches the uninterrupted run."""
     common = dict(env="Pendulum-v1", total_timesteps=600, start_timesteps=250, eval_freq=100, eval_episodes=2,
                   batch_size=32, hdim=32, noise="ou", device="cpu", torch_threads=1)
-    ddpg.main(ddpg.Args(run_dir=str(tmp_path / "full"), **common))
-
-    monkeypatch.setattr(ddpg, "GracefulExit", stop_at(ddpg, 350))  # mid-episode
-    with pytest.raises(SystemExit) as exit_info:
-        ddpg.main(ddpg.Args(run_dir=str(tmp_path / "parts"), **common))
-    assert exit_info.value.code == 130
-    [folder] = os.listdir(tmp_path / "parts")
-    interrupted = str(tmp_path / "parts" / folder)
+    full, interrupted = full_and_interrupted(ddpg, common, 350, tmp_path, monkeypatch)  # mid-episode
     saved = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
     assert saved["loop"]["t"] == 350 and np.abs(saved["agent"]["noise"]["x"].numpy()).sum() > 0
 
-    monkeypatch.undo()
     resumed = ddpg.main(ddpg.Args(resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted
-    (_, full_rows), (_, resumed_rows) = read_evaluations(tmp_path / "full"), read_evaluations(tmp_path / "parts")
-    assert [(r["step"], r["returns"]) for r in resumed_rows] == [(r["step"], r["returns"]) for r in full_rows]
-    assert [int(r["step"]) for r in resumed_rows] == [0, 100, 200, 300, 400, 500, 600]
+    assert evaluation_columns(resumed, "step", "returns") == evaluation_columns(full, "step", "returns")
+    assert [step for step, in evaluation_columns(resumed, "step")] == ["0", "100", "200", "300", "400", "500", "600"]

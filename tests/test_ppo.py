@@ -1,13 +1,10 @@
 """ppo.py: GAE with terminations and truncations, the clipped objective, normalization statistics, the vector path,
 the command line, and learning InvertedPendulum."""
 
-import csv
 import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import gymnasium as gym
@@ -16,9 +13,8 @@ import pytest
 import torch
 
 import ppo
-from conftest import assert_videos, skip_if_wandb_installed, stop_at
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import (assert_videos, evaluation_columns, full_and_interrupted, read_evaluations,
+                      signal_when_running, skip_if_wandb_installed)
 
 
 def make_agent(seed=0, env_id="InvertedPendulum-v4", **overrides):
@@ -212,12 +208,6 @@ def test_truncation_bootstraps_from_the_true_final_observation():
     assert truncated_at and len(truncated_at) < rollout.dones.sum()  # truncations and terminations both occur
 
 
-def read_evaluations(run_dir):
-    (run,) = os.listdir(run_dir)
-    with open(os.path.join(run_dir, run, "evaluations.csv")) as f:
-        return os.path.join(run_dir, run), list(csv.DictReader(f))
-
-
 def test_cli_short_run_writes_run_folder_and_eval_only_reads_it(script, tmp_path):
     run_dir = str(tmp_path / "runs")
     result = script("ppo.py", "--env", "InvertedPendulum-v4", "--num-envs", "2", "--num-steps", "64",
@@ -262,21 +252,10 @@ def test_cli_unreadable_model_is_one_line_and_exit_2(script, tmp_path):
 
 def test_cli_ctrl_c_exits_130_with_the_logs_written(tmp_path):
     run_dir = str(tmp_path / "runs")
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "ppo.py"), "--env", "InvertedPendulum-v4", "--eval-episodes", "1",
-         "--torch-threads", "1", "--run-dir", run_dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=ROOT, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    try:
-        for line in process.stdout:  # the step-0 evaluation is written: training has started
-            if line.startswith("step        0"):
-                break
-        time.sleep(1.0)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, stderr
+    returncode, stderr = signal_when_running("ppo.py", [
+        "--env", "InvertedPendulum-v4", "--eval-episodes", "1", "--torch-threads", "1", "--run-dir", run_dir],
+        signal.SIGINT)
+    assert returncode == 130, stderr
     assert "interrupted at step" in stderr
     _, rows = read_evaluations(run_dir)
     assert rows[0]["step"] == "0"
@@ -300,8 +279,7 @@ def test_learns_inverted_pendulum(script, tmp_path):
 
 
 def evaluation_returns(run_path):
-    with open(os.path.join(run_path, "evaluations.csv")) as f:
-        return [(row["step"], row["returns"]) for row in csv.DictReader(f)]
+    return evaluation_columns(run_path, "step", "returns")
 
 
 SHORT = dict(num_envs=2, num_steps=64, num_minibatches=4, update_epochs=2, total_timesteps=6 * 128, eval_freq=128,
@@ -312,20 +290,12 @@ SHORT = dict(num_envs=2, num_steps=64, num_minibatches=4, update_epochs=2, total
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(env, tmp_path, monkeypatch):
     """6 iterations in one go, and 3 iterations + SIGINT-style stop + --resume for 3 more, give the same evaluations
     and the same final agent (networks, optimizer, normalization statistics) to the bit."""
-    full = ppo.main(ppo.Args(env=env, run_dir=str(tmp_path / "full"), **SHORT))
-
-    monkeypatch.setattr(ppo, "GracefulExit", stop_at(ppo, 3))
-    with pytest.raises(SystemExit) as exit_info:
-        ppo.main(ppo.Args(env=env, run_dir=str(tmp_path / "parts"), **SHORT))
-    assert exit_info.value.code == 130
-    [folder] = os.listdir(tmp_path / "parts")
-    interrupted = str(tmp_path / "parts" / folder)
+    full, interrupted = full_and_interrupted(ppo, dict(env=env, **SHORT), 3, tmp_path, monkeypatch)
     assert [step for step, _ in evaluation_returns(interrupted)] == ["0", "128", "256", "384"]
     state = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
     assert state["loop"]["iteration"] == 3 and state["loop"]["global_step"] == 384
     assert (state["loop"]["rollout"]["episode_length"] > 0).any()  # stopped mid-episode
 
-    monkeypatch.undo()
     resumed = ppo.main(ppo.Args(resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted
     assert evaluation_returns(resumed) == evaluation_returns(full)
@@ -359,22 +329,10 @@ def test_a_second_ctrl_c_inside_an_iteration_writes_no_state(tmp_path, monkeypat
 
 
 def test_sigterm_writes_a_resumable_state_and_exits_130(tmp_path):
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "ppo.py"), "--env", "Pendulum-v1", "--total-timesteps", "1000000",
-         "--num-steps", "256", "--eval-freq", "1000000", "--eval-episodes", "1", "--torch-threads", "1",
-         "--run-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env=dict(os.environ, PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1"))
-    try:
-        for line in process.stdout:  # the step-0 evaluation is written: the loop is running
-            if line.startswith("step"):
-                break
-        time.sleep(1.0)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, stderr
+    returncode, stderr = signal_when_running("ppo.py", [
+        "--env", "Pendulum-v1", "--total-timesteps", "1000000", "--num-steps", "256", "--eval-freq", "1000000",
+        "--eval-episodes", "1", "--torch-threads", "1", "--run-dir", str(tmp_path)], signal.SIGTERM)
+    assert returncode == 130, stderr
     [folder] = os.listdir(tmp_path)
     assert f"--resume {tmp_path / folder}" in stderr
     state = torch.load(tmp_path / folder / "resume.pt", weights_only=False)

@@ -11,7 +11,7 @@ from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
 import sac
-from conftest import read_evaluations
+from conftest import pendulum_rows
 
 
 def make_agent(state_dim=3, action_dim=2, **kwargs):
@@ -188,14 +188,11 @@ def test_deterministic_evaluation_is_tanh_of_the_mean():
 
 # --- learning and the command line -------------------------------------------------------------------
 
-def test_learns_pendulum(script, tmp_path):
+def test_learns_pendulum(tmp_path):
     """Random play scores about -1200 on Pendulum-v1; 9k gradient steps of SAC reach about -110 (seed 0,
     10 episodes; -110 to -220 from step 6000 on). 64-64 networks keep the test fast: it checks learning,
     not the width; one thread keeps it reproducible."""
-    result = script("sac.py", "--env", "Pendulum-v1", "--seed", "0", "--total-timesteps", "10000",
-                    "--start-timesteps", "1000", "--eval-freq", "5000", "--eval-episodes", "10",
-                    "--hdim", "64", "--torch-threads", "1", "--run-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    _, rows = read_evaluations(tmp_path)
+    rows = pendulum_rows("sac.py", tmp_path, "--total-timesteps", "10000", "--start-timesteps", "1000",
+                         "--eval-freq", "5000", "--eval-episodes", "10", "--hdim", "64", "--torch-threads", "1")
     assert [int(r["step"]) for r in rows] == [0, 5000, 10000]
     assert float(rows[-1]["mean_return"]) > -400, rows

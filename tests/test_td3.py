@@ -1,8 +1,6 @@
 """TD3: target and losses against hand computations, delayed updates, episode boundaries, learning."""
 
 import copy
-import csv
-import os
 
 import gymnasium as gym
 import numpy as np
@@ -10,7 +8,7 @@ import pytest
 import torch
 
 import td3
-from conftest import run_script
+from conftest import evaluation_columns, pendulum_rows
 
 STATE_DIM, ACTION_DIM, B = 3, 2, 5
 
@@ -150,30 +148,18 @@ def test_termination_is_done_and_truncation_is_not(module_name, monkeypatch, tmp
     assert torch.equal(not_done, (~terminal).float())
 
 
-def read_returns(run_dir):
-    [folder] = os.listdir(run_dir)
-    with open(os.path.join(run_dir, folder, "evaluations.csv")) as f:
-        return [row["returns"] for row in csv.DictReader(f)]
-
-
 def test_same_seed_same_evaluations(tmp_path):
     runs = []
     for i in range(2):
         args = td3.Args(env="Pendulum-v1", total_timesteps=600, start_timesteps=300, eval_freq=300,
                         eval_episodes=2, run_dir=str(tmp_path / str(i)), device="cpu", torch_threads=1, hdim=64)
-        td3.main(args)
-        runs.append(read_returns(tmp_path / str(i)))
+        runs.append(evaluation_columns(td3.main(args), "returns"))
     assert len(runs[0]) == 3 and runs[0] == runs[1]
 
 
 def test_td3_learns_pendulum(tmp_path):
     # Seed 0 reaches about -100 at 10k steps (random play: about -1200), in about 40 s on 2 cores.
-    result = run_script("td3.py", "--env", "Pendulum-v1", "--seed", "0", "--total-timesteps", "10000",
-                        "--start-timesteps", "1000", "--eval-freq", "5000", "--torch-threads", "2",
-                        "--run-dir", str(tmp_path), timeout=900)  # ~1 min on idle cores
-    assert result.returncode == 0, result.stderr
-    [folder] = os.listdir(tmp_path)
-    with open(os.path.join(tmp_path, folder, "evaluations.csv")) as f:
-        rows = list(csv.DictReader(f))
+    rows = pendulum_rows("td3.py", tmp_path, "--total-timesteps", "10000", "--start-timesteps", "1000",
+                         "--eval-freq", "5000", "--torch-threads", "2")
     assert float(rows[0]["mean_return"]) < -900  # the untrained policy is about as bad as random
     assert float(rows[-1]["mean_return"]) > -400, rows[-1]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import td3_bc
 from datasets_util import hopper, make_dataset, one_torch_thread, write_d4rl  # noqa: F401 (fixtures)
-from conftest import assert_videos, skip_if_wandb_installed, stop_at
+from conftest import assert_videos, evaluation_columns, full_and_interrupted, skip_if_wandb_installed
 
 
 
@@ -155,8 +155,7 @@ def test_bc_term_keeps_the_policy_near_the_data(tmp_path):
 
 
 def evaluation_rows(run_path):
-    with open(os.path.join(run_path, "evaluations.csv")) as f:
-        return [(row["step"], row["returns"], row["normalized_score"]) for row in csv.DictReader(f)]
+    return evaluation_columns(run_path, "step", "returns", "normalized_score")
 
 
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(hopper, tmp_path, monkeypatch):
@@ -165,18 +164,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(hopper, tmp_pat
     dataset = write_d4rl(str(tmp_path / "hopper-random-v2.hdf5"), hopper)
     common = dict(dataset=dataset, total_timesteps=300, eval_freq=100, eval_episodes=2, hdim=32, batch_size=64,
                   device="cpu", torch_threads=1, save_model=True)
-    full = td3_bc.main(td3_bc.Args(run_dir=str(tmp_path / "full"), **common))
-
-    monkeypatch.setattr(td3_bc, "GracefulExit", stop_at(td3_bc, 150))
-    with pytest.raises(SystemExit) as exit_info:
-        td3_bc.main(td3_bc.Args(run_dir=str(tmp_path / "parts"), **common))
-    assert exit_info.value.code == 130
-    [folder] = os.listdir(tmp_path / "parts")
-    interrupted = str(tmp_path / "parts" / folder)
+    full, interrupted = full_and_interrupted(td3_bc, common, 150, tmp_path, monkeypatch)
     assert [row[0] for row in evaluation_rows(interrupted)] == ["0", "100"]
     assert torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)["loop"]["t"] == 150
     assert torch.load(os.path.join(interrupted, "model.pt"), weights_only=True)["step"] == 150
-    monkeypatch.undo()
 
     # Another dataset at the same path: refused in one line, nothing changed.
     write_d4rl(dataset, hopper, replace={"rewards": hopper["rewards"] + 1.0})

@@ -1,8 +1,6 @@
 """TD7: SALE networks, which encoder feeds what, value clipping, hard copies, losses, checkpoints, learning."""
 
 import copy
-import csv
-import os
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import td7
-from conftest import run_script
+from conftest import pendulum_rows
 
 STATE_DIM, ACTION_DIM, B, H = 3, 2, 6, 8
 
@@ -218,18 +216,9 @@ def test_reset_weight_lowers_a_negative_bar():
     assert agent.best_min_return == pytest.approx(-220.0)  # the official * 0.9 would give -180
 
 
-def read_rows(run_dir):
-    [folder] = os.listdir(run_dir)
-    with open(os.path.join(run_dir, folder, "evaluations.csv")) as f:
-        return list(csv.DictReader(f))
-
-
 def test_td7_learns_pendulum(tmp_path):
     # Seed 0 reaches about -115 at 4k steps (random play: about -1200), in about a minute on 2 cores.
-    result = run_script("td7.py", "--env", "Pendulum-v1", "--seed", "0", "--total-timesteps", "4000",
-                        "--start-timesteps", "1000", "--eval-freq", "2000", "--torch-threads", "2",
-                        "--run-dir", str(tmp_path), timeout=900)  # ~1 min on idle cores
-    assert result.returncode == 0, result.stderr
-    rows = read_rows(tmp_path)
+    rows = pendulum_rows("td7.py", tmp_path, "--total-timesteps", "4000", "--start-timesteps", "1000",
+                         "--eval-freq", "2000", "--torch-threads", "2")
     assert float(rows[0]["mean_return"]) < -900  # untrained: about as bad as random (-1200)
     assert float(rows[-1]["mean_return"]) > -600, rows[-1]

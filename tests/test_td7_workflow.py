@@ -10,7 +10,7 @@ import torch
 
 import td7
 from datasets_util import random_hopper, write_d4rl
-from conftest import stop_at
+from conftest import full_and_interrupted
 
 SMALL = {"actor_hdim": 32, "critic_hdim": 32, "enc_hdim": 32, "zs_dim": 16, "batch_size": 32}
 
@@ -22,15 +22,8 @@ def rows(run_path):
 
 
 def full_and_resumed(common, stop, tmp_path, monkeypatch):
-    full = td7.main(td7.Args(run_dir=str(tmp_path / "full"), **common))
-    monkeypatch.setattr(td7, "GracefulExit", stop_at(td7, stop))
-    with pytest.raises(SystemExit) as exit_info:
-        td7.main(td7.Args(run_dir=str(tmp_path / "parts"), **common))
-    assert exit_info.value.code == 130
-    [folder] = os.listdir(tmp_path / "parts")
-    interrupted = str(tmp_path / "parts" / folder)
+    full, interrupted = full_and_interrupted(td7, common, stop, tmp_path, monkeypatch)
     state = td7.load_resume_state(interrupted)
-    monkeypatch.undo()
     resumed = td7.main(td7.Args(resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted and not os.path.exists(os.path.join(resumed, "resume.pt"))
     assert not os.path.exists(os.path.join(resumed, "replay_buffer.npz"))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 
-def head(critic, i, x, layers, activation, first_norm=None, embeddings=None):
+def head(i, x, layers, activation, first_norm=None, embeddings=None):
     """Q_i computed on its own, layer by layer, from head i's slice of the stacked parameters."""
     for k, layer in enumerate(layers):
         x = x @ layer.weight[i] + layer.bias[i]
@@ -27,12 +27,12 @@ def test_each_twin_is_its_own_network(script):
         critic = module.Critic(3, 2, zs_dim=4, hdim=8)
         zsa, zs = torch.randn(5, 4), torch.randn(5, 4)
         Q = critic(s, a, zsa, zs)
-        expected = [head(critic, i, torch.cat([s, a], 1), [critic.l0, critic.l1, critic.l2, critic.l3], F.elu,
+        expected = [head(i, torch.cat([s, a], 1), [critic.l0, critic.l1, critic.l2, critic.l3], F.elu,
                          first_norm=module.AvgL1Norm, embeddings=torch.cat([zsa, zs], 1)) for i in (0, 1)]
     else:
         critic = module.Critic(3, 2, hdim=8)
         Q = critic(s, a)
-        expected = [head(critic, i, torch.cat([s, a], 1), [critic.l1, critic.l2, critic.l3], F.relu) for i in (0, 1)]
+        expected = [head(i, torch.cat([s, a], 1), [critic.l1, critic.l2, critic.l3], F.relu) for i in (0, 1)]
     assert Q.shape == (5, 2)
     torch.testing.assert_close(Q, torch.stack(expected, 1))
     assert (Q[:, 0] - Q[:, 1]).abs().min() > 1e-4  # initialized independently
