@@ -80,7 +80,9 @@ class Args:
     no_progress: bool = False
     """no live progress line (it is off anyway when the output is not a terminal)"""
     compile: bool = False
-    """torch.compile the update: the same math, faster where the update is launch-bound (see README)"""
+    """torch.compile the update and the acting policy: the same math, faster where launch-bound (see README)"""
+    cudagraphs: bool = False
+    """on a GPU, --compile with each compiled graph replayed as a CUDA graph (torch.compile's reduce-overhead)"""
 
     # TD3 (official code's defaults)
     batch_size: int = 256
@@ -176,8 +178,9 @@ class Agent:
         self.state_std = torch.ones(1, state_dim, device=device)
         self.training_steps = 0
         self.losses = {}  # device tensors, read only when logged
-        if args.compile:  # the fast path: same math; an eager fallback if compilation fails
-            self.update = compiled(self.update)
+        if args.compile or args.cudagraphs:  # the fast path: same math; an eager fallback if compilation fails
+            self.update = compiled(self.update, args.cudagraphs, keep=self.losses)
+            self.policy = compiled(self.policy, args.cudagraphs)
 
     def load_dataset(self, dataset: dict, eps: float = 1e-3):
         """Fills the buffer with the dataset (D4RL keys, actions in [-1, 1]), states normalized with the
@@ -195,8 +198,11 @@ class Agent:
     def select_action(self, state: np.ndarray, use_exploration: bool = False) -> np.ndarray:
         """The normalized action in [-1, 1] for one state (offline: never any exploration noise)."""
         state = torch.as_tensor(state, dtype=torch.float32, device=self.device).reshape(1, -1)
-        state = (state - self.state_mean) / self.state_std
-        return self.actor(state).cpu().numpy().flatten().clip(-1, 1)
+        return self.policy(state).cpu().numpy().flatten().clip(-1, 1)
+
+    def policy(self, state):
+        """The deterministic action for a batch of raw states (a method of its own for --compile)."""
+        return self.actor((state - self.state_mean) / self.state_std)
 
     def train(self):
         self.training_steps += 1
@@ -790,14 +796,16 @@ def format_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def compiled(fn):
+def compiled(fn, cudagraphs=False, keep=None):
     """--compile: fn through torch.compile, its first-compile time printed. If compiling fails (no C++
     compiler, an unsupported op), one warning line and the eager fn from then on. A graph compiles when
     first reached, before it runs: a failure in fn's first graph has changed nothing; one in a later
     graph (reached on a later call, e.g. the first delayed actor step) may follow earlier graphs that
-    ran, and the eager rerun repeats them once."""
+    ran, and the eager rerun repeats them once. --cudagraphs: each call is a new step of torch's CUDA
+    graph trees, where a replay overwrites the outputs of the last one, so the tensors that fn leaves in
+    the dict `keep` (losses read when logged) are copied out after each call."""
     torch._inductor.config.fallback_random = True  # eager's random numbers: a seed gives the same run
-    fast, first = torch.compile(fn), True
+    fast, first = torch.compile(fn, mode="reduce-overhead" if cudagraphs else None), True
 
     def call(*inputs):
         nonlocal fast, first
@@ -805,12 +813,16 @@ def compiled(fn):
             return fn(*inputs)
         start = time.perf_counter()
         try:
+            if cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
             out = fast(*inputs)
         except Exception as e:  # torch raises many kinds here; any of them means "run eager"
             reason = (str(e).splitlines() or [""])[0]
             print(f"warning: torch.compile failed, running eager ({type(e).__name__}: {reason})", file=sys.stderr)
             fast = None
             return fn(*inputs)
+        if cudagraphs and keep is not None:
+            keep.update({name: value.clone() for name, value in keep.items()})
         if first:
             print(f"torch.compile: {fn.__name__} compiled in {time.perf_counter() - start:.1f} s")
             first = False
@@ -850,8 +862,11 @@ def main(args: Args):
     if args.resume:
         resume = load_resume_state(args.resume)
         args = replace(Args(**resume["args"]), device=args.device, torch_threads=args.torch_threads,
-                       no_progress=args.no_progress, resume=args.resume, compile=args.compile)
+                       no_progress=args.no_progress, resume=args.resume, compile=args.compile,
+                       cudagraphs=args.cudagraphs)
     device = resolve_device(args.device)
+    if args.cudagraphs and device.type != "cuda":
+        raise UsageError(f"--cudagraphs needs a CUDA device, got --device {args.device} ({device})")
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)

@@ -72,7 +72,9 @@ class Args:
     no_progress: bool = False
     """no live progress line (it is off anyway when the output is not a terminal)"""
     compile: bool = False
-    """torch.compile the update: the same math, faster where the update is launch-bound (see README)"""
+    """torch.compile the update and the acting policy: the same math, faster where launch-bound (see README)"""
+    cudagraphs: bool = False
+    """on a GPU, --compile with each compiled graph replayed as a CUDA graph (torch.compile's reduce-overhead)"""
 
     # TD7 (official code's defaults)
     batch_size: int = 256
@@ -259,7 +261,8 @@ class Agent:
         self.losses = {}  # device tensors, read only when logged
 
         # Value clipping: targets are clipped to the range of the targets seen up to the last
-        # hard copy; [0, 0] until then, as in the official code. Kept on the device: no host sync.
+        # hard copy; [0, 0] until then, as in the official code. Kept on the device: no host sync; updated
+        # in place: a CUDA graph (--cudagraphs) reads and writes them where they are.
         self.Q_min = torch.zeros((), device=device)
         self.Q_max = torch.zeros((), device=device)
         self.running_min = torch.full((), 1e8, device=device)
@@ -271,21 +274,26 @@ class Agent:
         self.max_eps_before_update = 1
         self.min_return = 1e8
         self.best_min_return = -1e8
-        if args.compile:  # the fast path: same math; an eager fallback if compilation fails
-            self.update = compiled(self.update)
+        if args.compile or args.cudagraphs:  # the fast path: same math; an eager fallback if compilation fails
+            for value_range in (self.Q_min, self.Q_max, self.running_min, self.running_max):
+                torch._dynamo.mark_static_address(value_range)
+            self.update = compiled(self.update, args.cudagraphs, keep=self.losses)
+            self.policy = compiled(self.policy, args.cudagraphs)
 
     @torch.no_grad()
     def select_action(self, state: np.ndarray, use_checkpoint: bool, use_exploration: bool) -> np.ndarray:
         """The normalized action in [-1, 1] for one state, with Gaussian exploration noise if asked."""
         state = torch.as_tensor(state, dtype=torch.float32, device=self.device).reshape(1, -1)
-        if use_checkpoint:
-            action = self.checkpoint_actor(state, self.checkpoint_encoder.zs(state))
-        else:
-            action = self.actor(state, self.fixed_encoder.zs(state))
-        action = action.cpu().numpy().flatten()
+        action = self.policy(state, use_checkpoint).cpu().numpy().flatten()
         if use_exploration:
             action = action + np.random.normal(0, self.args.exploration_noise, size=action.shape)
         return action.clip(-1, 1)
+
+    def policy(self, state, use_checkpoint: bool):
+        """The deterministic action for a batch of states (a method of its own for --compile)."""
+        if use_checkpoint:
+            return self.checkpoint_actor(state, self.checkpoint_encoder.zs(state))
+        return self.actor(state, self.fixed_encoder.zs(state))
 
     def train(self):
         self.training_steps += 1
@@ -319,8 +327,8 @@ class Agent:
             Q_target = self.critic_target(next_state, next_action, fixed_target_zsa, fixed_target_zs)
             Q_target = Q_target.min(1, keepdim=True)[0]
             Q_target = reward + not_done * args.discount * Q_target.clamp(self.Q_min, self.Q_max)
-            self.running_min = torch.minimum(self.running_min, Q_target.min())
-            self.running_max = torch.maximum(self.running_max, Q_target.max())
+            self.running_min.copy_(torch.minimum(self.running_min, Q_target.min()))  # in place: see __init__
+            self.running_max.copy_(torch.maximum(self.running_max, Q_target.max()))
 
             fixed_zs = self.fixed_encoder.zs(state)
             fixed_zsa = self.fixed_encoder.zsa(fixed_zs, action)
@@ -363,7 +371,8 @@ class Agent:
         self.fixed_encoder.load_state_dict(self.encoder.state_dict())
         if self.args.lap:
             self.replay_buffer.reset_max_priority()
-        self.Q_min, self.Q_max = self.running_min.clone(), self.running_max.clone()
+        self.Q_min.copy_(self.running_min)
+        self.Q_max.copy_(self.running_max)
 
     def maybe_train_and_checkpoint(self, ep_timesteps: int, ep_return: float):
         """At each training episode end (Algorithm 4): the episode assesses the current policy."""
@@ -397,16 +406,17 @@ class Agent:
                 ("actor", "actor_target", "actor_optimizer", "critic", "critic_target", "critic_optimizer",
                  "encoder", "encoder_optimizer", "fixed_encoder", "fixed_encoder_target", "checkpoint_actor",
                  "checkpoint_encoder")} | {
-                "training_steps": self.training_steps} | {name: getattr(self, name) for name in (
-                "Q_min", "Q_max", "running_min", "running_max", "eps_since_update", "timesteps_since_update",
-                "max_eps_before_update", "min_return", "best_min_return")}
+                "training_steps": self.training_steps} | {name: getattr(self, name).clone() for name in (
+                "Q_min", "Q_max", "running_min", "running_max")} | {name: getattr(self, name) for name in (
+                "eps_since_update", "timesteps_since_update", "max_eps_before_update", "min_return",
+                "best_min_return")}
 
     def load_state_dict(self, state):
         for name, value in state.items():
             if isinstance(getattr(self, name), (nn.Module, torch.optim.Optimizer)):
                 getattr(self, name).load_state_dict(value)
             elif isinstance(value, torch.Tensor):
-                setattr(self, name, value.to(self.device))
+                getattr(self, name).copy_(value)  # in place: see __init__
             else:
                 setattr(self, name, value)
 
@@ -951,14 +961,16 @@ def format_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def compiled(fn):
+def compiled(fn, cudagraphs=False, keep=None):
     """--compile: fn through torch.compile, its first-compile time printed. If compiling fails (no C++
     compiler, an unsupported op), one warning line and the eager fn from then on. A graph compiles when
     first reached, before it runs: a failure in fn's first graph has changed nothing; one in a later
     graph (reached on a later call, e.g. the first delayed actor step) may follow earlier graphs that
-    ran, and the eager rerun repeats them once."""
+    ran, and the eager rerun repeats them once. --cudagraphs: each call is a new step of torch's CUDA
+    graph trees, where a replay overwrites the outputs of the last one, so the tensors that fn leaves in
+    the dict `keep` (losses read when logged) are copied out after each call."""
     torch._inductor.config.fallback_random = True  # eager's random numbers: a seed gives the same run
-    fast, first = torch.compile(fn), True
+    fast, first = torch.compile(fn, mode="reduce-overhead" if cudagraphs else None), True
 
     def call(*inputs):
         nonlocal fast, first
@@ -966,12 +978,16 @@ def compiled(fn):
             return fn(*inputs)
         start = time.perf_counter()
         try:
+            if cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
             out = fast(*inputs)
         except Exception as e:  # torch raises many kinds here; any of them means "run eager"
             reason = (str(e).splitlines() or [""])[0]
             print(f"warning: torch.compile failed, running eager ({type(e).__name__}: {reason})", file=sys.stderr)
             fast = None
             return fn(*inputs)
+        if cudagraphs and keep is not None:
+            keep.update({name: value.clone() for name, value in keep.items()})
         if first:
             print(f"torch.compile: {fn.__name__} compiled in {time.perf_counter() - start:.1f} s")
             first = False
@@ -1011,8 +1027,11 @@ def main(args: Args):
     if args.resume:
         resume = load_resume_state(args.resume)
         args = replace(Args(**resume["args"]), device=args.device, torch_threads=args.torch_threads,
-                       no_progress=args.no_progress, resume=args.resume, compile=args.compile)
+                       no_progress=args.no_progress, resume=args.resume, compile=args.compile,
+                       cudagraphs=args.cudagraphs)
     device = resolve_device(args.device)
+    if args.cudagraphs and device.type != "cuda":
+        raise UsageError(f"--cudagraphs needs a CUDA device, got --device {args.device} ({device})")
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)

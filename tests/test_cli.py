@@ -49,6 +49,7 @@ def test_short_run_writes_the_run_folder_and_eval_only_reads_it(script, tmp_path
     (["--batch-size", "0"], "--batch-size"),
     (["--discount", "1.5"], "--discount"),
     (["--eval-only", "/nonexistent/model.pt"], "no model file"),
+    (["--cudagraphs", "--device", "cpu"], "--cudagraphs needs a CUDA device"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(script, arguments, message, tmp_path):
     result = run_script(script, *arguments, "--run-dir", str(tmp_path))
