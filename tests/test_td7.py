@@ -158,9 +158,14 @@ def test_hard_copies_and_clip_range_every_target_update_rate_steps():
             assert same(agent.fixed_encoder_target, fixed_before)  # the old fixed encoder, not the new one
             assert agent.Q_min == agent.running_min and agent.Q_max == agent.running_max
             assert agent.Q_max > 0
+            clip_range = (agent.Q_min.item(), agent.Q_max.item())
         elif step < 5:
             assert agent.Q_min == 0 and agent.Q_max == 0  # [0, 0] until the first copy
+        else:  # a copy of the running range, not the same tensors: it stays put while the running one moves
+            assert (agent.Q_min.item(), agent.Q_max.item()) == clip_range
+            moved = agent.running_max > clip_range[1] or agent.running_min < clip_range[0]
         assert agent.running_min <= running[0] and agent.running_max >= running[1]
+    assert moved  # between the copies at 5 and 10 the running range left the clip range
 
 
 class CountingAgent(td7.Agent):
