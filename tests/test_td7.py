@@ -143,11 +143,17 @@ def same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_hard_copies_and_clip_range_every_target_update_rate_steps():
+def agent_with_twenty_transitions():
+    """Hard copies every 5 steps, batches of 4, rewards 0 to 19: the value range keeps growing."""
     agent = make_agent(target_update_rate=5, batch_size=4)
     for i in range(20):
         agent.replay_buffer.add(np.random.randn(STATE_DIM), np.random.rand(ACTION_DIM), np.random.randn(STATE_DIM),
                                 float(i), False)
+    return agent
+
+
+def test_hard_copies_and_clip_range_every_target_update_rate_steps():
+    agent = agent_with_twenty_transitions()
     for step in range(1, 11):
         fixed_before = copy.deepcopy(agent.fixed_encoder)
         running = (agent.running_min.clone(), agent.running_max.clone())
@@ -166,6 +172,19 @@ def test_hard_copies_and_clip_range_every_target_update_rate_steps():
             moved = agent.running_max > clip_range[1] or agent.running_min < clip_range[0]
         assert agent.running_min <= running[0] and agent.running_max >= running[1]
     assert moved  # between the copies at 5 and 10 the running range left the clip range
+
+
+def test_state_dict_is_a_snapshot_of_the_value_range_updated_in_place():
+    agent = agent_with_twenty_transitions()
+    for _ in range(5):
+        agent.train()
+    names = ("Q_min", "Q_max", "running_min", "running_max")
+    saved = agent.state_dict()
+    values = [saved[name].item() for name in names]
+    for _ in range(5):
+        agent.train()
+    assert [saved[name].item() for name in names] == values
+    assert [getattr(agent, name).item() for name in names] != values  # the agent's own moved on
 
 
 class CountingAgent(td7.Agent):
