@@ -7,18 +7,12 @@ every step), 256-256 networks, Adam 3e-4, batch 256, 25k random steps, Gaussian 
 `--noise ou` explores with the paper's Ornstein-Uhlenbeck process instead (theta 0.15, sigma 0.2).
 
     python ddpg.py --env HalfCheetah-v4 --seed 0
+
+Read down to the marker line: Args, the networks, the Agent (one gradient step in the paper's order) and
+main(), the training loop. Below the marker is the run harness, the same in every script.
 """
 
-import json
-import os
-import platform
-import random
-import signal
-import subprocess
-import sys
-import time
-import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from typing import Optional
 
 import gymnasium as gym
@@ -26,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 from lap_buffer import LAPBuffer
 
@@ -44,35 +37,9 @@ class Args:
     start_timesteps: int = 25_000
     """uniform-random steps before learning starts"""
     eval_freq: int = 5_000
-    """evaluate every this many environment steps (and once at step 0)"""
+    """evaluate every this many environment steps (and at step 0 and at the end)"""
     eval_episodes: int = 10
     """deterministic episodes per evaluation, on an environment seeded seed + 100"""
-    device: str = "auto"
-    """auto (cuda when available), cpu, cuda or cuda:N"""
-    torch_threads: int = 0
-    """CPU threads for torch (0 = torch's default)"""
-    run_dir: str = "runs"
-    """where the run folder goes"""
-    save_model: bool = False
-    """write model.pt (networks and optimizers) at each evaluation and at the end"""
-    eval_only: Optional[str] = None
-    """evaluate a saved model.pt (or the run folder holding it) and exit"""
-    resume: Optional[str] = None
-    """continue the interrupted run in this run folder exactly (its saved arguments are used)"""
-    capture_video: bool = False
-    """record one evaluation episode to an mp4 in the run folder every video_every evaluations and at the end"""
-    video_every: int = 10
-    """evaluations between videos"""
-    track: bool = False
-    """mirror the TensorBoard scalars to Weights & Biases (needs wandb; WANDB_MODE=offline works offline)"""
-    wandb_project: str = "continuous-control-rl"
-    """Weights & Biases project of --track"""
-    no_progress: bool = False
-    """no live progress line (it is off anyway when the output is not a terminal)"""
-    compile: bool = False
-    """torch.compile the update and the acting policy: the same math, faster where launch-bound (see README)"""
-    cudagraphs: bool = False
-    """on a GPU, --compile with each compiled graph replayed as a CUDA graph (torch.compile's reduce-overhead)"""
 
     # DDPG (the TD3 paper's "Our DDPG")
     batch_size: int = 256
@@ -97,6 +64,23 @@ class Args:
     """Adam learning rate of the critic"""
     hdim: int = 256
     """hidden width of the actor and the critic"""
+
+    compile: bool = False
+    """torch.compile the update and the acting policy: the same math, faster where launch-bound (see README)"""
+    cudagraphs: bool = False
+    """on a GPU, --compile with each compiled graph replayed as a CUDA graph (torch.compile's reduce-overhead)"""
+    run: "RunFlags" = field(default_factory=lambda: RunFlags())
+    """how the run is kept: device, run folder, logs, resume (the harness's flags)"""
+
+
+def check_args(args: Args):
+    require(args, positive=("batch_size", "buffer_size", "hdim"),
+            nonnegative=("start_timesteps", "exploration_noise", "ou_theta", "ou_sigma", "actor_lr", "critic_lr"),
+            unit=("discount", "tau"))
+    if args.start_timesteps < args.batch_size:
+        raise UsageError(f"--start-timesteps ({args.start_timesteps}) must be at least --batch-size ({args.batch_size})")
+    if args.noise not in ("gaussian", "ou"):
+        raise UsageError(f"--noise must be gaussian or ou, got {args.noise!r}")
 
 
 class Actor(nn.Module):
@@ -173,9 +157,9 @@ class Agent:
         self.noise = OUNoise(action_dim, args.ou_theta, args.ou_sigma) if args.noise == "ou" else None
         self.training_steps = 0
         self.losses = {}  # device tensors, read only when logged
-        if args.compile or args.cudagraphs:  # the fast path: same math; an eager fallback if compilation fails
-            self.update = compiled(self.update, args.cudagraphs, keep=self.losses)
-            self.policy = compiled(self.policy, args.cudagraphs)
+        # What model.pt and the resumable state hold (the OU process mid-episode too).
+        self.saved = ("actor", "actor_target", "actor_optimizer", "critic", "critic_target", "critic_optimizer",
+                      "training_steps") + (() if self.noise is None else ("noise",))
 
     @torch.no_grad()
     def select_action(self, state: np.ndarray, use_exploration: bool) -> np.ndarray:
@@ -188,6 +172,10 @@ class Agent:
             else:
                 action = action + np.random.normal(0, self.args.exploration_noise, size=action.shape)
         return action.clip(-1, 1)
+
+    def eval_action(self, state: np.ndarray) -> np.ndarray:
+        """The action evaluation takes: the deterministic policy."""
+        return self.select_action(state, use_exploration=False)
 
     def policy(self, state):
         """The deterministic action for a batch of states (a method of its own for --compile)."""
@@ -231,47 +219,112 @@ class Agent:
             for net, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
                 torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), args.tau)
 
-    def state_dict(self):
-        names = ("actor", "actor_target", "actor_optimizer", "critic", "critic_target", "critic_optimizer") + (
-            () if self.noise is None else ("noise",))
-        return {name: getattr(self, name).state_dict() for name in names} | {"training_steps": self.training_steps}
 
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            if isinstance(getattr(self, name), (nn.Module, torch.optim.Optimizer, OUNoise)):
-                getattr(self, name).load_state_dict(value)
-            elif isinstance(value, torch.Tensor):
-                setattr(self, name, value.to(self.device))
-            else:
-                setattr(self, name, value)
+def main(run: "Run"):
+    """The official main.py: uniform-random actions for start_timesteps steps, then the policy with exploration
+    noise and one gradient step per environment step. The harness made run.env (actions in [-1, 1]), run.agent
+    and run.loop (t and the current state, restored on --resume); between steps it evaluates and stops."""
+    args, env, agent, loop = run.args, run.env, run.agent, run.loop
+    for t in run.steps(args.total_timesteps):
+        # Act: uniform random at first, then the policy with Gaussian (or OU) noise.
+        if t < args.start_timesteps:
+            action = env.action_space.sample()
+        else:
+            action = agent.select_action(loop.state, use_exploration=True)
+
+        # Step and store; only a termination ends bootstrapping, a time limit does not.
+        next_state, reward, terminated, truncated, info = env.step(action)
+        agent.replay_buffer.add(loop.state, action, next_state, reward, terminated)
+        loop.state = next_state
+
+        # Train: one gradient step per environment step after the random phase.
+        if t >= args.start_timesteps:
+            agent.train()
+
+        if terminated or truncated:
+            run.log_episode(info["episode"], t + 1)
+            loop.state, _ = env.reset()
+            agent.reset_noise()
 
 
-# ---------------------------------------------------------------------------------------------
-# Shared by every script, written the same way in each.
+# ---- run harness: the same in every script below this line ----
+# What a run needs besides the algorithm: argument checks, the device, environments, evaluation, the run folder
+# and its logs, video, the progress line, stop requests, model files, exact resume and the compile wrapper.
+# launch() checks the arguments and hands main() a Run. The harness is repeated in every script so that each
+# file, with lap_buffer.py, can be copied and run on its own: a change to it goes into all six at once.
+
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from types import SimpleNamespace
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from gymnasium.wrappers import RecordEpisodeStatistics
+from tqdm import tqdm
+
+from lap_buffer import DatasetError, check_dataset, load_dataset, normalized_score, reference_returns
+
+
+@dataclass
+class RunFlags:
+    device: str = "auto"
+    """auto (cuda when available), cpu, cuda or cuda:N"""
+    torch_threads: int = 0
+    """CPU threads for torch (0 = torch's default)"""
+    run_dir: str = "runs"
+    """where the run folder goes"""
+    save_model: bool = False
+    """write model.pt (the agent's networks and optimizers) at each evaluation and at the end"""
+    eval_only: Optional[str] = None
+    """evaluate a saved model.pt (or the run folder holding it) and exit"""
+    resume: Optional[str] = None
+    """continue the stopped run in this run folder exactly (its saved arguments are used)"""
+    capture_video: bool = False
+    """record one evaluation episode to an mp4 in the run folder every video_every evaluations and at the end"""
+    video_every: int = 10
+    """evaluations between videos"""
+    track: bool = False
+    """mirror the TensorBoard scalars to Weights & Biases (needs wandb; WANDB_MODE=offline works offline)"""
+    wandb_project: str = "continuous-control-rl"
+    """Weights & Biases project of --track"""
+    progress: bool = True
+    """a live progress line on a terminal (never in a log file)"""
 
 
 class UsageError(Exception):
-    """Bad input: reported as one line on stderr with exit status 2."""
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
 
 
-def check_args(args: Args):
-    positive = ["total_timesteps", "eval_freq", "eval_episodes", "video_every", "batch_size", "buffer_size",
-                "hdim"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ["start_timesteps", "torch_threads", "exploration_noise", "ou_theta", "ou_sigma",
-                 "actor_lr", "critic_lr", "tau"]:
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    if args.start_timesteps < args.batch_size:
-        raise UsageError(f"--start-timesteps ({args.start_timesteps}) must be at least --batch-size ({args.batch_size})")
-    if not 0 <= args.discount <= 1:
-        raise UsageError(f"--discount must be in [0, 1], got {args.discount}")
-    if not 0 <= args.tau <= 1:
-        raise UsageError(f"--tau must be in [0, 1], got {args.tau}")
-    if args.noise not in ("gaussian", "ou"):
-        raise UsageError(f"--noise must be gaussian or ou, got {args.noise!r}")
+class Stop(Exception):
+    """A stop request, honoured between two steps: the harness writes the resumable state and exits with 130."""
+
+
+def require(args, positive=(), nonnegative=(), unit=()):
+    """A UsageError unless each named field of args is > 0 (positive), >= 0 (nonnegative) or in [0, 1] (unit)."""
+    for names, ok, must in ((positive, lambda v: v > 0, "be positive"), (nonnegative, lambda v: v >= 0,
+                            "not be negative"), (unit, lambda v: 0 <= v <= 1, "be in [0, 1]")):
+        for name in names:
+            if not ok(getattr(args, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must {must}, got {getattr(args, name)}")
+
+
+def check(args):
+    """The checks every script shares, then the script's own (check_args)."""
+    require(args, positive=("total_timesteps", "eval_freq", "eval_episodes"))
+    require(args.run, positive=("video_every",), nonnegative=("torch_threads",))
+    check_args(args)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -288,8 +341,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
-    """A seeded environment with a bounded Box action space, or a UsageError; kwargs go to gym.make."""
+def parse_env_kwargs(text: str) -> dict:
+    """--env-kwargs (a JSON object, or empty) as a dict."""
+    try:
+        kwargs = json.loads(text) if text.strip() else {}
+    except ValueError as e:
+        raise UsageError(f"--env-kwargs must be a JSON object such as '{{\"use_contact_forces\": true}}': {e}")
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return kwargs
+
+
+class NormalizedActions(gym.ActionWrapper):
+    """The agent acts in [-1, 1]; the environment gets action * scale + bias, in [low, high] (asymmetric bounds and
+    Humanoid's +-0.4 too). Our own: gymnasium's RescaleAction keeps a closure, which --resume cannot pickle."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        low, high = env.action_space.low, env.action_space.high
+        self.scale, self.bias = (high - low) / 2.0, (high + low) / 2.0
+        self.action_space = gym.spaces.Box(-1.0, 1.0, low.shape, np.float32)
+
+    def action(self, action):
+        return action * self.scale + self.bias
+
+
+def make_env(args, seed: int, **kwargs) -> gym.Env:
+    """args.env from gym.make (with --env-kwargs and kwargs), checked, its actions normalized to [-1, 1], the
+    return and length of each episode in info["episode"] at its end, and seeded; or a UsageError."""
+    env_id, kwargs = args.env, parse_env_kwargs(getattr(args, "env_kwargs", "")) | kwargs
     try:
         with warnings.catch_warnings():  # v4 is the papers' version on purpose: no "out of date" warning
             warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
@@ -307,20 +387,24 @@ def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
         raise UsageError(f"{env_id} has an unbounded action space; {ALGO}.py needs finite action bounds")
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
         raise UsageError(f"{env_id} must have a flat Box observation space, got {env.observation_space}")
+    env = RecordEpisodeStatistics(NormalizedActions(env))
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
 
 
-def action_scale_bias(space: gym.spaces.Box):
-    """env action = normalized action * scale + bias, so [-1, 1] maps onto [low, high]."""
-    return (space.high - space.low) / 2.0, (space.high + space.low) / 2.0
+def make_vector_env(envs: list) -> gym.vector.SyncVectorEnv:
+    """Environments made by make_env, stepped together (PPO's --num-envs). SAME_STEP autoreset: when an episode
+    ends, the step returns the next episode's first observation and puts the true final one in infos["final_obs"]
+    (gymnasium 1.x's default, NEXT_STEP, would spend the following step on a reset). A SAME_STEP SyncVectorEnv
+    keeps no state of its own between steps, so a resumed run's environments are wrapped again as they are."""
+    return gym.vector.SyncVectorEnv([lambda env=env: env for env in envs],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) -> np.ndarray:
-    """Returns of `episodes` deterministic episodes (no exploration noise); the first episode's rendered
-    frames are appended to `frames` when given (env made with render_mode="rgb_array")."""
-    scale, bias = action_scale_bias(env.action_space)
+    """Returns of `episodes` episodes acted by agent.eval_action; the first episode's rendered frames are appended
+    to `frames` when given (env made with render_mode="rgb_array")."""
     returns = np.zeros(episodes)
     for episode in range(episodes):
         state, _ = env.reset()
@@ -328,8 +412,7 @@ def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) 
         while not done:
             if frames is not None and episode == 0:
                 frames.append(env.render())
-            action = agent.select_action(state, use_exploration=False)
-            state, reward, terminated, truncated, _ = env.step(action * scale + bias)
+            state, reward, terminated, truncated, _ = env.step(agent.eval_action(state))
             returns[episode] += reward
             done = terminated or truncated
     return returns
@@ -339,7 +422,7 @@ class VideoRecorder:
     """--capture-video: one evaluation episode to <run>/videos/step_<step>.mp4 (imageio + imageio-ffmpeg).
     MuJoCo renders headless through EGL unless MUJOCO_GL says otherwise."""
 
-    def __init__(self, args: Args, run_path: str, **env_kwargs):
+    def __init__(self, args, run_path: str):
         os.environ.setdefault("MUJOCO_GL", "egl")
         try:
             import imageio.v2 as imageio
@@ -347,7 +430,7 @@ class VideoRecorder:
         except ImportError:
             raise UsageError("--capture-video needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg")
         self.imageio, self.path = imageio, os.path.join(run_path, "videos")
-        self.env = make_env(args.env, args.seed + 200, render_mode="rgb_array", **env_kwargs)
+        self.env = make_env(args, args.seed + 200, render_mode="rgb_array")
         try:
             self.env.render()
         except Exception as e:
@@ -390,28 +473,30 @@ def versions() -> dict:
 
 
 class RunLogger:
-    """The run folder: config.json, evaluations.csv (rewritten atomically), TensorBoard scalars and, with
-    --track, their Weights & Biases mirror. A resumed run continues in its folder and its evaluations.csv."""
+    """The run folder: config.json, evaluations.csv (rewritten atomically; offline runs add normalized_score),
+    TensorBoard scalars and, with --track, their Weights & Biases mirror. A resumed run goes on in its folder."""
 
-    HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
-
-    def __init__(self, args: Args, device: torch.device, path: Optional[str] = None):
-        self.path = path or os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
+    def __init__(self, args, device: torch.device, ref_returns=None, extra=None):
+        flags = args.run
+        self.path = flags.resume or os.path.join(flags.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
+        self.ref_returns = ref_returns  # (random, expert) returns of the normalized score, or None
+        self.header = ["step", "wall_seconds", "mean_return", "std_return", "returns"] + (
+            ["normalized_score"] if ref_returns else [])
         self.rows = []
-        if path is None:
+        if flags.resume is None:
             os.makedirs(self.path, exist_ok=True)
             config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
-                                                   "torch_threads": torch.get_num_threads()}
+                                                   "torch_threads": torch.get_num_threads()} | (extra or {})
             atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
         elif os.path.exists(os.path.join(self.path, "evaluations.csv")):
             with open(os.path.join(self.path, "evaluations.csv")) as f:
                 self.rows = [line.rstrip("\n").split(",") for line in f.readlines()[1:]]
-        if args.track:
+        if flags.track:
             try:
                 import wandb
             except ImportError:
                 raise UsageError("--track needs wandb: pip install wandb (WANDB_MODE=offline works without a network)")
-            wandb.init(project=args.wandb_project, name=os.path.basename(self.path), config=asdict(args),
+            wandb.init(project=flags.wandb_project, name=os.path.basename(self.path), config=asdict(args),
                        dir=self.path, sync_tensorboard=True, resume="allow", id=os.path.basename(self.path))
         from torch.utils.tensorboard import SummaryWriter
 
@@ -421,11 +506,15 @@ class RunLogger:
         self.writer.add_scalar(name, float(value), step)
 
     def evaluation(self, step: int, wall_seconds: float, returns: np.ndarray):
-        self.rows.append([step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
-                          " ".join(f"{r:.3f}" for r in returns)])
-        lines = [",".join(self.HEADER)] + [",".join(map(str, row)) for row in self.rows]
-        atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
         self.scalar("eval/mean_return", returns.mean(), step)
+        row = [step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
+               " ".join(f"{r:.3f}" for r in returns)]
+        if self.ref_returns:
+            row.append(f"{normalized_score(returns.mean(), self.ref_returns):.3f}")
+            self.scalar("eval/normalized_score", row[-1], step)
+        self.rows.append(row)
+        lines = [",".join(self.header)] + [",".join(map(str, row)) for row in self.rows]
+        atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
         self.writer.flush()
 
     def close(self):
@@ -434,50 +523,13 @@ class RunLogger:
             sys.modules["wandb"].finish()
 
 
-class Progress:
-    """A live status line on a terminal: tqdm when installed, else a carriage-return line. Off when stderr
-    is not a terminal (CI, cluster logs) or with --no-progress."""
-
-    def __init__(self, total: int, initial: int, disabled: bool):
-        self.enabled = not disabled and sys.stderr.isatty()
-        self.bar, self.last = None, 0.0
-        if self.enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
-            except ImportError:
-                pass
-        self.total, self.step = total, initial
-        self.last_return = float("nan")  # the mean return of the last evaluation, shown on the line
-
-    def update(self, step: int):
-        if not self.enabled or time.monotonic() - self.last < 0.5:
-            return
-        status = f"eval {self.last_return:.1f}"
-        self.last = time.monotonic()
-        if self.bar is not None:
-            self.bar.update(step - self.step)
-            self.bar.set_postfix_str(status, refresh=False)
-        else:
-            print(f"\rstep {step}/{self.total} | {status}\033[K", end="", file=sys.stderr, flush=True)
-        self.step = step
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-
-class GracefulExit:
-    """SIGINT and SIGTERM ask the training loop to stop after the current step, so that what it saves is
-    consistent; a second Ctrl-C stops at once, without a resumable state (the evaluations are on disk)."""
+class StopRequests:
+    """SIGINT and SIGTERM ask the run to stop between two steps, so that what it saves is consistent; a second
+    Ctrl-C stops at once, without a resumable state (the evaluations are on disk)."""
 
     def __init__(self):
         self.requested = False
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self.handle)
+        self.previous = {signum: signal.signal(signum, self.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
@@ -485,10 +537,41 @@ class GracefulExit:
             raise SystemExit(130)
         self.requested = True
 
+    def close(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
-def save_model(agent, args: Args, path: str, step: int):
+
+def agent_state(agent) -> dict:
+    """What Agent.saved names: state dicts (networks, optimizers), copies of tensors, plain values."""
+    return {name: value.state_dict() if hasattr(value, "state_dict") else
+            value.detach().clone() if isinstance(value, torch.Tensor) else value
+            for name, value in ((name, getattr(agent, name)) for name in agent.saved)}
+
+
+def load_agent_state(agent, state: dict):
+    """The inverse of agent_state; tensors are copied in place (optimizers and CUDA graphs hold them)."""
+    for name, value in state.items():
+        current = getattr(agent, name)
+        if hasattr(current, "load_state_dict"):
+            current.load_state_dict(value)
+        elif isinstance(current, torch.Tensor):
+            if current.shape != value.shape:
+                raise RuntimeError(f"{name} has shape {tuple(value.shape)}, expected {tuple(current.shape)}")
+            with torch.no_grad():
+                current.copy_(value)
+        else:
+            setattr(agent, name, value)
+
+
+def args_from_dict(values: dict):
+    """Args from asdict(args), as model.pt and the resumable state keep them."""
+    return Args(**(values | {"run": RunFlags(**values["run"])}))
+
+
+def save_model(agent, args, path: str, step: int):
     tmp = path + ".tmp"
-    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent.state_dict()}, tmp)
+    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent_state(agent)}, tmp)
     os.replace(tmp, path)
 
 
@@ -504,7 +587,27 @@ def load_model(path: str) -> dict:
         raise UsageError(f"cannot read model file {path}: {type(e).__name__}: {reason}")
     if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
         raise UsageError(f"{path} is not a {ALGO}.py model")
+    if "run" not in checkpoint["args"]:
+        raise UsageError(f"{path} was written by an older {ALGO}.py, before the run flags had a field of their own")
     return checkpoint
+
+
+def evaluate_saved(args, device: torch.device):
+    """--eval-only: a saved agent on its environment (seeded seed + 100), printed."""
+    checkpoint = load_model(args.run.eval_only)
+    saved = args_from_dict(checkpoint["args"])
+    saved = replace(saved, buffer_size=1) if hasattr(saved, "buffer_size") else saved  # acting needs no buffer
+    env = make_env(saved, args.seed + 100)
+    agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], saved, device)
+    try:
+        load_agent_state(agent, checkpoint["agent"])
+    except (KeyError, AttributeError, RuntimeError) as e:
+        raise UsageError(f"{args.run.eval_only} does not match {saved.env}: {e}")
+    returns = evaluate(agent, env, args.eval_episodes)
+    ref = getattr(saved, "dataset", None) and reference_returns(saved.env, {}, args.ref_returns or saved.ref_returns)
+    score = f", normalized score {normalized_score(returns.mean(), ref):.1f}" if ref else ""
+    print(f"{saved.env} {ALGO} (step {checkpoint['step']}): mean return {returns.mean():.1f} +- {returns.std():.1f}"
+          f" over {args.eval_episodes} episodes{score}")
 
 
 def env_state(env: gym.Env) -> dict:
@@ -533,20 +636,6 @@ def restore_env(state: dict) -> gym.Env:
     return env
 
 
-def save_resume_state(path: str, agent, args: Args, loop: dict, envs: dict):
-    """Everything --resume needs, in <run>/resume.pt (pickled: read it only from runs you trust) and the
-    replay buffer in <run>/replay_buffer.npz: the agent, the loop's counters, every random generator and
-    the environments mid-episode."""
-    agent.replay_buffer.save(os.path.join(path, "replay_buffer.npz.tmp"))
-    os.replace(os.path.join(path, "replay_buffer.npz.tmp"), os.path.join(path, "replay_buffer.npz"))
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    state = {"algo": ALGO, "args": asdict(args), "agent": agent.state_dict(), "loop": loop, "rng": rng,
-             "envs": {name: env_state(env) for name, env in envs.items()}}
-    torch.save(state, os.path.join(path, "resume.pt.tmp"))
-    os.replace(os.path.join(path, "resume.pt.tmp"), os.path.join(path, "resume.pt"))
-
-
 def load_resume_state(path: str) -> dict:
     file = os.path.join(path, "resume.pt")
     if not os.path.isfile(file):
@@ -561,17 +650,17 @@ def load_resume_state(path: str) -> dict:
     return state
 
 
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
 def restore_rng(rng: dict):
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def format_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def compiled(fn, cudagraphs=False, keep=None):
@@ -608,162 +697,275 @@ def compiled(fn, cudagraphs=False, keep=None):
     return call
 
 
+def compile_agent(agent, cudagraphs: bool = False):
+    """--compile (--cudagraphs): the agent's update and policy through compiled(). Its plain tensors (TD7's value
+    range, SAC's temperature) are marked as static addresses: CUDA graphs update them where they are."""
+    for value in vars(agent).values():
+        if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+            torch._dynamo.mark_static_address(value)
+    agent.update = compiled(agent.update, cudagraphs, keep=agent.losses)
+    agent.policy = compiled(agent.policy, cudagraphs)
+
+
+def format_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Run:
+    """A run as main() sees it: args, device, env (the training environment; None offline; PPO's vector of them),
+    eval_env, agent and loop, the training loop's state (t, the current state, and what main keeps there), which
+    is saved with the run and restored on --resume. steps() yields the loop's steps: between two, the harness
+    evaluates, logs and honours stop requests."""
+
+    def __init__(self, args, device: torch.device, saved: Optional[dict] = None):
+        dataset, extra = None, {}
+        if getattr(args, "dataset", None):  # offline: the dataset replaces the environment, and names it
+            dataset, info = load_dataset(args.dataset, args.env_version)
+            if args.env is None:
+                if info["env"] is None:
+                    raise UsageError(f"cannot tell which environment {args.dataset} comes from: pass --env")
+                args = replace(args, env=info["env"], env_kwargs=args.env_kwargs or json.dumps(info["env_kwargs"]))
+        elif args.env is None:
+            args = replace(args, env="HalfCheetah-v4")
+        self.args, self.device, self.ref_returns = args, device, None
+        self.eval_env = make_env(args, args.seed + 100)
+        self.agent = Agent(self.eval_env.observation_space.shape[0], self.eval_env.action_space.shape[0], args, device)
+        self.env = None
+        self.loop = SimpleNamespace(t=0, size=1, wall_seconds=0.0)  # size: the environment steps of one t
+        if dataset is not None:
+            dataset = check_dataset(dataset, self.eval_env.unwrapped, args.dataset)
+            n = len(dataset["rewards"])
+            if n < args.batch_size:
+                raise UsageError(f"{args.dataset} holds {n} transitions, fewer than --batch-size {args.batch_size}")
+            self.agent.load_dataset(dataset)
+            self.ref_returns = reference_returns(args.env, info, args.ref_returns)
+            extra = {"dataset_format": info["format"], "dataset_transitions": n, "ref_returns": self.ref_returns}
+            # A resumed run reads its dataset again; this fingerprint tells whether it is still the same data.
+            self.loop.dataset = [n, sum(float(np.sum(v, dtype=np.float64)) for v in dataset.values())]
+        elif hasattr(args, "num_envs"):
+            self.env = make_vector_env([make_env(args, args.seed + i) for i in range(args.num_envs)])
+        else:
+            self.env = make_env(args, args.seed)
+        if self.env is not None:
+            self.loop.state, _ = self.env.reset(seed=args.seed)
+        self.logger = RunLogger(args, device, self.ref_returns, extra)
+        self.path = self.logger.path
+        self.video = VideoRecorder(args, self.path) if args.run.capture_video else None
+        if saved is not None:
+            self.restore(saved)
+        if getattr(args, "compile", False) or getattr(args, "cudagraphs", False):
+            compile_agent(self.agent, args.cudagraphs)
+        self.progress = Progress(0, 0, False)
+        self.start_time = time.time() - self.loop.wall_seconds
+        self.stop = StopRequests()
+        print(f"{ALGO} on {args.env}" + (f" from {args.dataset} ({n} transitions)" if dataset else "")
+              + f", seed {args.seed}, device {device}: {self.path}"
+              + (f" (resumed at step {self.loop.t * self.loop.size})" if saved else ""))
+
+    def envs(self) -> dict:
+        """The environments a resumable state holds, by name."""
+        envs = {"eval_env": self.eval_env} | ({"video_env": self.video.env} if self.video else {})
+        if isinstance(self.env, gym.vector.VectorEnv):
+            return envs | {f"env_{i}": env for i, env in enumerate(self.env.envs)}
+        return envs | ({"env": self.env} if self.env is not None else {})
+
+    def restore(self, saved: dict):
+        """--resume: the agent, its buffer, the environments mid-episode, the loop's state and every random
+        generator, as they were when the run stopped."""
+        if getattr(self.loop, "dataset", None) != saved["loop"].get("dataset"):
+            raise UsageError(f"{self.args.dataset} is not the dataset the run in {self.path} was trained on")
+        load_agent_state(self.agent, saved["agent"])
+        buffer = getattr(self.agent, "replay_buffer", None)
+        if buffer is not None and "buffer" in saved:  # offline: the dataset's rows are in place, with priority 1
+            buffer.load_state_dict(saved["buffer"])
+        elif buffer is not None:
+            buffer.restore(os.path.join(self.path, "replay_buffer.npz"))
+        envs = {name: restore_env(state) for name, state in saved["envs"].items()}
+        self.eval_env = envs["eval_env"]
+        if self.video is not None:
+            self.video.env = envs["video_env"]
+        if isinstance(self.env, gym.vector.VectorEnv):
+            self.env = make_vector_env([envs[f"env_{i}"] for i in range(self.env.num_envs)])
+        elif self.env is not None:
+            self.env = envs["env"]
+        self.loop = SimpleNamespace(**saved["loop"])
+        restore_rng(saved["rng"])
+
+    def save(self):
+        """The resumable state: <run>/resume.pt (pickled: resume only runs you trust) and, online, the replay
+        buffer in <run>/replay_buffer.npz."""
+        self.loop.wall_seconds = time.time() - self.start_time
+        state = {"algo": ALGO, "args": asdict(self.args), "agent": agent_state(self.agent), "loop": vars(self.loop),
+                 "rng": rng_state(), "envs": {name: env_state(env) for name, env in self.envs().items()}}
+        buffer = getattr(self.agent, "replay_buffer", None)
+        if buffer is not None and self.env is None:
+            state["buffer"] = buffer.state_dict()
+        elif buffer is not None:
+            buffer.save(os.path.join(self.path, "replay_buffer.npz.tmp"))
+            os.replace(os.path.join(self.path, "replay_buffer.npz.tmp"), os.path.join(self.path, "replay_buffer.npz"))
+        torch.save(state, os.path.join(self.path, "resume.pt.tmp"))
+        os.replace(os.path.join(self.path, "resume.pt.tmp"), os.path.join(self.path, "resume.pt"))
+
+    def steps(self, count: int, size: int = 1):
+        """Yields t = loop.t, ..., count - 1 (a new run from 0, a resumed one from where it stopped); each t is
+        `size` environment steps (PPO: a rollout). After each, loop.t moves on, the harness evaluates (at step 0,
+        after every eval_freq environment steps, and at the end), and a stop request stops the run there."""
+        loop, args = self.loop, self.args
+        loop.size = size
+        # Evaluations written after the saved state (by a run killed later without saving one) are redone.
+        self.logger.rows = [row for row in self.logger.rows if int(row[0]) <= loop.t * size]
+        self.progress = Progress(count * size, loop.t * size, args.run.progress)
+        self.last = (loop.t * size, time.time())  # step and time of the last evaluation, for the speed
+        if loop.t == 0 and not self.logger.rows:
+            self.evaluate(0)
+        while loop.t < count:
+            yield loop.t
+            loop.t += 1
+            step = loop.t * size
+            if step // args.eval_freq > (step - size) // args.eval_freq or loop.t == count:
+                self.evaluate(step)
+            self.progress.update(step)
+            if self.stop.requested:
+                raise Stop
+
+    def evaluate(self, step: int):
+        """An evaluation, logged (evaluations.csv, TensorBoard, a console line), and model.pt and a video if asked."""
+        returns = evaluate(self.agent, self.eval_env, self.args.eval_episodes)
+        self.logger.evaluation(step, time.time() - self.start_time, returns)
+        for name, value in self.agent.losses.items():
+            self.logger.scalar(f"losses/{name}", value, step)
+        speed = (step - self.last[0]) / max(time.time() - self.last[1], 1e-9)
+        self.logger.scalar("train/SPS", speed, step)
+        total = self.progress.total or step
+        left = format_time((total - step) / speed) if speed else "-"
+        score = f" | normalized {normalized_score(returns.mean(), self.ref_returns):6.1f}" if self.ref_returns else ""
+        self.progress.write(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
+                            f"{speed:6.1f} steps/s | {left} left", returns.mean())
+        if self.args.run.save_model:
+            save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
+        if self.video is not None and ((len(self.logger.rows) - 1) % self.args.run.video_every == 0 or step == total):
+            self.video.record(self.agent, step)
+        self.last = (step, time.time())
+
+    def log_episode(self, episode: dict, step: int):
+        """A training episode's return and length (info["episode"] of make_env's environments) and the losses."""
+        self.logger.scalar("train/episode_return", episode["r"], step)
+        self.logger.scalar("train/episode_length", episode["l"], step)
+        for name, value in self.agent.losses.items():
+            self.logger.scalar(f"losses/{name}", value, step)
+
+    def init_loop(self, **initial) -> SimpleNamespace:
+        """The loop's state with main's own fields added at these initial values (a resumed run keeps its own)."""
+        for name, value in initial.items():
+            if not hasattr(self.loop, name):
+                setattr(self.loop, name, value)
+        return self.loop
+
+    def check_stop(self):
+        """Honours a stop request inside a step (between two gradient steps of a long one)."""
+        if self.stop.requested:
+            raise Stop
+
+    def close(self, stopped: bool):
+        """The end of a run: a stopped one writes its resumable state, a finished one removes it."""
+        self.progress.close()
+        step = self.loop.t * self.loop.size
+        if stopped:
+            self.save()
+        else:
+            for name in ("resume.pt", "replay_buffer.npz"):  # a finished run has nothing to resume
+                if os.path.exists(os.path.join(self.path, name)):
+                    os.remove(os.path.join(self.path, name))
+        if self.args.run.save_model:
+            save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
+        self.release()
+        if stopped:
+            print(f"interrupted at step {step}; to continue: python {ALGO}.py --resume {self.path}", file=sys.stderr)
+
+    def release(self):
+        """The logs flushed and closed, the renderer freed, the signal handlers as they were."""
+        self.progress.close()
+        if self.video is not None:
+            self.video.close()
+        self.logger.close()
+        self.stop.close()
+
+
+class Progress:
+    """The live progress line (tqdm) on a terminal, with the last evaluation's return; none when stderr is not a
+    terminal (CI, cluster logs) or with --no-progress. Console lines go through write(), above the line."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.total = total
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5,
+                        disable=not (enabled and sys.stderr.isatty()))
+
+    def update(self, step: int):
+        self.bar.update(step - self.bar.n)
+
+    def write(self, line: str, last_return: float):
+        self.bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+        self.bar.set_postfix_str(f"eval {last_return:.1f}", refresh=False)
+
+    def close(self):
+        self.bar.close()
+
+
 def seed_everything(seed: int):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def make_agent(env: gym.Env, args: Args, device: torch.device) -> Agent:
-    return Agent(env.observation_space.shape[0], env.action_space.shape[0], args, device)
-
-
-def run_eval_only(args: Args, device: torch.device):
-    checkpoint = load_model(args.eval_only)
-    saved = Args(**checkpoint["args"])
-    env = make_env(saved.env, args.seed + 100)
-    agent = make_agent(env, saved, device)
-    try:
-        agent.load_state_dict(checkpoint["agent"])
-    except (KeyError, RuntimeError) as e:
-        raise UsageError(f"{args.eval_only} does not match {saved.env}: {e}")
-    returns = evaluate(agent, env, args.eval_episodes)
-    print(f"{saved.env} {ALGO} (step {checkpoint['step']}): mean return {returns.mean():.1f} +- {returns.std():.1f}"
-          f" over {args.eval_episodes} episodes")
-
-
-def main(args: Args):
-    check_args(args)
-    resume = None
-    if args.resume:
-        resume = load_resume_state(args.resume)
-        args = replace(Args(**resume["args"]), device=args.device, torch_threads=args.torch_threads,
-                       no_progress=args.no_progress, resume=args.resume, compile=args.compile,
-                       cudagraphs=args.cudagraphs)
-    device = resolve_device(args.device)
-    if args.cudagraphs and device.type != "cuda":
-        raise UsageError(f"--cudagraphs needs a CUDA device, got --device {args.device} ({device})")
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
+def launch(args) -> str:
+    """Checks args, then evaluates a saved model (--eval-only) or trains with main(): a new run or, with --resume,
+    the stopped one from where it stopped. Returns the run folder; exits with status 130 after a stop request."""
+    check(args)
+    saved = None
+    if args.run.resume:
+        saved = load_resume_state(args.run.resume)
+        now, args = args, args_from_dict(saved["args"])  # the saved arguments, but where and how it runs now:
+        run = replace(args.run, **{name: getattr(now.run, name) for name in ("device", "torch_threads", "progress",
+                                                                               "resume")})
+        args = replace(args, run=run, **{name: getattr(now, name) for name in ("compile", "cudagraphs")
+                                         if hasattr(now, name)})
+    device = resolve_device(args.run.device)
+    if getattr(args, "cudagraphs", False) and device.type != "cuda":
+        raise UsageError(f"--cudagraphs needs a CUDA device, got --device {args.run.device} ({device})")
+    if args.run.torch_threads > 0:
+        torch.set_num_threads(args.run.torch_threads)
     seed_everything(args.seed)
-    if args.eval_only:
-        return run_eval_only(args, device)
-
-    env = make_env(args.env, args.seed)
-    eval_env = make_env(args.env, args.seed + 100)
-    agent = make_agent(env, args, device)
-    scale, bias = action_scale_bias(env.action_space)
-    logger = RunLogger(args, device, args.resume)
-    video = VideoRecorder(args, logger.path) if args.capture_video else None
-    model_path = os.path.join(logger.path, "model.pt")
-
-    # The loop's state: everything besides the agent, the buffer and the environments that --resume restores.
-    loop = {"t": 0, "episode_return": 0.0, "episode_steps": 0, "episode_num": 0, "wall_seconds": 0.0}
-    if resume is None:
-        state, _ = env.reset(seed=args.seed)
-    else:
-        agent.load_state_dict(resume["agent"])
-        agent.replay_buffer.restore(os.path.join(args.resume, "replay_buffer.npz"))
-        env, eval_env = restore_env(resume["envs"]["env"]), restore_env(resume["envs"]["eval_env"])
-        if video is not None:
-            video.env = restore_env(resume["envs"]["video_env"])
-        loop = resume["loop"]
-        state = loop.pop("state")
-        # Evaluations written after the saved state (a run killed later without saving one) are redone.
-        logger.rows = [row for row in logger.rows if int(row[0]) <= loop["t"]]
-        restore_rng(resume["rng"])
-    print(f"{ALGO} on {args.env}, seed {args.seed}, device {device}: {logger.path}"
-          + (f" (resumed at step {loop['t']})" if resume else ""))
-
-    start_time = time.time() - loop["wall_seconds"]
-    train_start, train_start_updates = None, agent.training_steps
-    progress = Progress(args.total_timesteps, loop["t"], args.no_progress)
-    stop = GracefulExit()
-
-    def evaluate_and_log(step: int):
-        returns = evaluate(agent, eval_env, args.eval_episodes)
-        logger.evaluation(step, time.time() - start_time, returns)
-        sps = (agent.training_steps - train_start_updates) / (time.time() - train_start) if train_start else 0.0
-        left = format_time((args.total_timesteps - step) / sps) if sps else "-"
-        print(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f} | "
-              f"{sps:6.1f} train steps/s | {left} left", flush=True)
-        if args.save_model:
-            save_model(agent, args, model_path, step)
-        if video is not None and ((len(logger.rows) - 1) % args.video_every == 0 or step == args.total_timesteps):
-            video.record(agent, step)
-        return returns
-
-    t = loop["t"]
+    if args.run.eval_only:
+        return evaluate_saved(args, device)
+    run = Run(args, device, saved)
     try:
-        if resume is None:
-            evaluate_and_log(0)
-        for t in range(loop["t"], args.total_timesteps):
-            # Act: uniform random at first, then the policy with Gaussian (or OU) noise.
-            if t < args.start_timesteps:
-                action = (env.action_space.sample() - bias) / scale
-            else:
-                action = agent.select_action(state, use_exploration=True)
-
-            # Step and store; only a termination ends bootstrapping, a time limit does not.
-            next_state, reward, terminated, truncated, _ = env.step(action * scale + bias)
-            agent.replay_buffer.add(state, action, next_state, reward, terminated)
-            state = next_state
-            loop["episode_return"] += float(reward)
-            loop["episode_steps"] += 1
-
-            # Train: one gradient step per environment step after the random phase.
-            if t >= args.start_timesteps:
-                if train_start is None:
-                    train_start = time.time()
-                agent.train()
-
-            if terminated or truncated:
-                logger.scalar("train/episode_return", loop["episode_return"], t + 1)
-                logger.scalar("train/episode_length", loop["episode_steps"], t + 1)
-                for name, value in agent.losses.items():
-                    logger.scalar(f"losses/{name}", value, t + 1)
-                if train_start is not None:
-                    sps = (agent.training_steps - train_start_updates) / (time.time() - train_start)
-                    logger.scalar("train/SPS", sps, t + 1)
-                state, _ = env.reset()
-                agent.reset_noise()
-                loop.update(episode_return=0.0, episode_steps=0, episode_num=loop["episode_num"] + 1)
-
-            if (t + 1) % args.eval_freq == 0:
-                returns = evaluate_and_log(t + 1)
-                progress.last_return = returns.mean()
-            progress.update(t + 1)
-            if stop.requested:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        progress.close()
-        loop.update(t=t + 1, state=state, wall_seconds=time.time() - start_time)
-        envs = {"env": env, "eval_env": eval_env} | ({"video_env": video.env} if video else {})
-        save_resume_state(logger.path, agent, args, loop, envs)
-        if args.save_model:
-            save_model(agent, args, model_path, t + 1)
-        logger.close()
-        print(f"interrupted at step {t + 1}; to continue: python {ALGO}.py --resume {logger.path}", file=sys.stderr)
+        main(run)
+    except Stop:
+        run.close(stopped=True)
         sys.exit(130)
-    finally:
-        if video is not None:
-            video.close()
-    progress.close()
-    if args.save_model:
-        save_model(agent, args, model_path, args.total_timesteps)
-    for name in ("resume.pt", "replay_buffer.npz"):  # a finished run has nothing to resume
-        if os.path.exists(os.path.join(logger.path, name)):
-            os.remove(os.path.join(logger.path, name))
-    logger.close()
-    return logger.path
+    except BaseException:  # a second Ctrl-C, or an error: the logs are closed, nothing else is written
+        run.release()
+        raise
+    run.close(stopped=False)
+    return run.path
+
+
+def cli():
+    try:
+        launch(tyro.cli(Args, description=__doc__.splitlines()[0], config=(tyro.conf.OmitArgPrefixes,)))
+    except (UsageError, DatasetError) as e:
+        print(f"{ALGO}.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # before the run's own handler is installed: nothing to save yet
+        print(f"{ALGO}.py: interrupted before training started", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    try:
-        main(tyro.cli(Args))
-    except UsageError as e:
-        print(f"{ALGO}.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:  # before the training loop's own handler is installed: nothing to save yet
-        print(f"{ALGO}.py: interrupted before training started", file=sys.stderr)
-        sys.exit(130)
+    # Run as the module named after this file, not as __main__: the resumable state pickles classes defined here
+    # (NormalizedActions, a loop's objects) by module name, and so an import of the script can resume the run too.
+    import importlib
+
+    importlib.import_module(os.path.splitext(os.path.basename(__file__))[0]).cli()

@@ -21,6 +21,11 @@ hold), so at N = 1e6 it is a prefix sum over 977 nodes and two steps down. The c
 of small tensor operations, not the arithmetic, hence the wide nodes and the short walk.
 """
 
+import json
+import os
+from typing import Optional
+
+import h5py
 import numpy as np
 import torch
 
@@ -140,13 +145,29 @@ class LAPBuffer:
     def reset_max_priority(self):
         self.max_priority = self.tree.leaves[:self.size].max()
 
+    def state_dict(self) -> dict:
+        """The counters and the priorities: with the rows (save, or the dataset that filled them), the whole buffer."""
+        state = {"capacity": self.capacity, "ptr": self.ptr, "size": self.size}
+        if self.prioritized:
+            state |= {"priorities": self.tree.leaves[:self.size].cpu(), "max_priority": self.max_priority.cpu()}
+        return state
+
+    def load_state_dict(self, state: dict):
+        """Counters and priorities back, onto rows already in place."""
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"a buffer of capacity {state['capacity']} cannot be loaded into one of {self.capacity}")
+        self.ptr, self.size = state["ptr"], state["size"]
+        if self.prioritized:
+            self.tree.update(torch.arange(self.size, device=self.device), state["priorities"].to(self.device))
+            self.max_priority = state["max_priority"].to(self.device)
+
     def save(self, path: str):
-        """Writes the stored transitions and priorities to an .npz file (raw arrays, no pickling)."""
+        """Writes the stored rows, the counters and the priorities to an .npz file (raw arrays, no pickling)."""
+        state = self.state_dict()
         arrays = {"transitions": self.transitions[:self.size].cpu().numpy(),
                   "counters": np.array([self.capacity, self.ptr, self.size])}
         if self.prioritized:
-            arrays |= {"priorities": self.tree.leaves[:self.size].cpu().numpy(),
-                       "max_priority": self.max_priority.cpu().numpy()}
+            arrays |= {"priorities": state["priorities"].numpy(), "max_priority": state["max_priority"].numpy()}
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
@@ -156,11 +177,11 @@ class LAPBuffer:
             capacity, ptr, size = (int(x) for x in arrays["counters"])
             self._allocate(capacity)
             self.transitions[:size] = torch.from_numpy(arrays["transitions"]).to(self.device)
-            self.ptr, self.size = ptr, size
+            state = {"capacity": capacity, "ptr": ptr, "size": size}
             if self.prioritized:
-                self.tree.update(torch.arange(size, device=self.device),
-                                 torch.from_numpy(arrays["priorities"]).to(self.device))
-                self.max_priority = torch.from_numpy(arrays["max_priority"]).to(self.device)
+                state |= {"priorities": torch.from_numpy(arrays["priorities"]),
+                          "max_priority": torch.from_numpy(arrays["max_priority"])}
+            self.load_state_dict(state)
 
     def load(self, dataset: dict):
         """Fills the buffer from arrays with D4RL's keys (observations, actions, next_observations,
@@ -178,3 +199,203 @@ class LAPBuffer:
         if self.prioritized:
             self.tree.update(torch.arange(n, device=self.device), torch.ones(n, device=self.device))
             self.max_priority = torch.ones((), dtype=torch.float64, device=self.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets: what fills the buffer offline (td3_bc.py, td7.py --offline, tools/make_dataset.py).
+# D4RL HDF5 files and Minari dataset folders, read with h5py only; nothing is ever downloaded. A dataset is a
+# dict of float32 arrays with D4RL's keys: observations, actions (the environment's units), next_observations,
+# rewards, terminals.
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing or cannot be used; the scripts report it as one line (exit status 2)."""
+
+
+# D4RL's reference returns (d4rl/infos.py, v2 datasets): (random, expert).
+D4RL_REF_RETURNS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
+                    "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
+D4RL_ENVS = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d", "ant": "Ant"}
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+
+
+def d4rl_env(name: str, version: str = "v4") -> tuple:
+    """(gymnasium id, gym.make kwargs) for a D4RL dataset name such as hopper-medium-v2.hdf5, or None.
+
+    halfcheetah/hopper/walker2d map to the v4 or v5 environments (same observation sizes); ant maps to
+    Ant-v4 with contact forces, the only gymnasium Ant with D4RL's 111-d observation."""
+    family = os.path.basename(name).lower().replace("_", "-").split("-")[0]
+    if family not in D4RL_ENVS:
+        return None
+    if family == "ant":
+        return "Ant-v4", {"use_contact_forces": True}
+    return f"{D4RL_ENVS[family]}-{version}", {}
+
+
+def qlearning_dataset(data: dict) -> dict:
+    """D4RL's d4rl.qlearning_dataset (v1.1, terminate_on_end=False) on arrays in the D4RL layout.
+
+    Transition i is (observations[i], actions[i], rewards[i], observations[i + 1], terminals[i]) for
+    i < N - 1 (the last row is dropped), and rows with timeouts[i] set are dropped (their next row is
+    the next episode's start). A terminal row stays, with done = 1. Like D4RL's function, this ignores
+    a next_observations key even when the file has one."""
+    n = len(data["rewards"]) - 1
+    keep = ~np.asarray(data["timeouts"][:n], bool)
+    obs = np.asarray(data["observations"], np.float32)
+    return {"observations": obs[:-1][keep], "actions": np.asarray(data["actions"][:n], np.float32)[keep],
+            "next_observations": obs[1:][keep], "rewards": np.asarray(data["rewards"][:n], np.float32)[keep],
+            "terminals": np.asarray(data["terminals"][:n], np.float32)[keep]}
+
+
+def episodes_to_transitions(episodes: list) -> dict:
+    """Minari episodes (observations T + 1, actions / rewards / terminations / truncations T) to
+    transitions: s' = observations[t + 1] of the same episode and done = terminations[t]. A truncated
+    last step keeps its real s' (Minari stores it) with done = 0, so no row is dropped."""
+    columns = {key: [] for key in ("observations", "actions", "next_observations", "rewards", "terminals")}
+    for ep in episodes:
+        obs = np.asarray(ep["observations"], np.float32)
+        columns["observations"].append(obs[:-1])
+        columns["next_observations"].append(obs[1:])
+        columns["actions"].append(np.asarray(ep["actions"], np.float32))
+        columns["rewards"].append(np.asarray(ep["rewards"], np.float32).reshape(-1))
+        columns["terminals"].append(np.asarray(ep["terminations"], np.float32).reshape(-1))
+    return {key: np.concatenate(value) for key, value in columns.items()}
+
+
+def _read_hdf5(path: str, read):
+    """read(h5py.File), with a DatasetError for a file h5py cannot open."""
+    try:
+        with h5py.File(path, "r") as f:
+            return read(f)
+    except OSError as e:
+        raise DatasetError(f"cannot read {path} as HDF5: {e}")
+
+
+def read_d4rl(path: str) -> tuple:
+    """(arrays, root attributes) of a D4RL-layout HDF5 file, checked for D4RL's keys and lengths."""
+    def read(f):
+        for key in D4RL_KEYS:
+            if not isinstance(f.get(key), h5py.Dataset):
+                raise DatasetError(f"{path} has no '{key}' dataset: a D4RL file needs {', '.join(D4RL_KEYS)}")
+        return {key: f[key][()] for key in D4RL_KEYS}, dict(f.attrs)
+    data, attrs = _read_hdf5(path, read)
+    n = len(data["observations"])
+    for key in D4RL_KEYS:
+        if key not in ("observations", "actions") and data[key].shape == (n, 1):
+            data[key] = data[key].reshape(n)
+        if data[key].ndim != (2 if key in ("observations", "actions") else 1) or len(data[key]) != n:
+            raise DatasetError(f"{path}: '{key}' has shape {data[key].shape}, expected ({n}"
+                               f"{', dim' if key in ('observations', 'actions') else ''}) like the observations")
+    if n < 2:
+        raise DatasetError(f"{path} holds {n} rows: too few for a single transition")
+    return data, attrs
+
+
+def read_minari(folder: str) -> tuple:
+    """(transitions, metadata) of a Minari dataset folder (<id>/data/main_data.hdf5 and metadata.json;
+    the <id> or the data folder may be given). Episodes are the groups episode_0, episode_1, ..."""
+    data_dir = folder if os.path.isfile(os.path.join(folder, "main_data.hdf5")) else os.path.join(folder, "data")
+    path = os.path.join(data_dir, "main_data.hdf5")
+    if not os.path.isfile(path):
+        raise DatasetError(f"{folder} is not a Minari dataset folder: no data/main_data.hdf5 in it")
+    metadata = {}
+    if os.path.isfile(os.path.join(data_dir, "metadata.json")):
+        try:
+            with open(os.path.join(data_dir, "metadata.json")) as f:
+                metadata = json.load(f)
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"cannot read {os.path.join(data_dir, 'metadata.json')}: {e}")
+
+    def read(f):
+        names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        if not names:
+            raise DatasetError(f"{path} has no episode_N groups: not a Minari dataset")
+        episodes = []
+        for name in names:
+            group, ep = f[name], {}
+            for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+                if not isinstance(group.get(key), h5py.Dataset):
+                    raise DatasetError(f"{path}: {name} has no '{key}' dataset (Dict or Tuple spaces are not supported)")
+                ep[key] = group[key][()]
+            steps = len(ep["actions"])
+            if ep["observations"].ndim != 2 or ep["actions"].ndim != 2 or len(ep["observations"]) != steps + 1 or \
+                    any(len(ep[k]) != steps for k in ("rewards", "terminations", "truncations")):
+                raise DatasetError(f"{path}: {name} does not hold T + 1 flat observations and T actions, rewards, "
+                                   f"terminations, truncations (observations {ep['observations'].shape}, "
+                                   f"actions {ep['actions'].shape})")
+            episodes.append(ep)
+        return episodes, dict(f.attrs)
+
+    episodes, attrs = _read_hdf5(path, read)
+    return episodes_to_transitions(episodes), {**attrs, **metadata, "total_episodes": len(episodes)}
+
+
+def load_dataset(path: str, env_version: str = "v4") -> tuple:
+    """(transitions, info) from a D4RL HDF5 file or a Minari dataset folder.
+
+    info holds the environment the data comes from, when the dataset tells (env: a gymnasium id or None,
+    env_kwargs: gym.make kwargs), its own reference returns if it has any (ref_returns: (min, max) or
+    None) and format ("d4rl" or "minari"). D4RL files tell their environment by an env_id attribute
+    (tools/make_dataset.py writes one) or by their name; Minari folders by their (eval) env spec."""
+    if os.path.isdir(path):
+        data, metadata = read_minari(path)
+        spec = metadata.get("eval_env_spec") or metadata.get("env_spec")
+        try:
+            spec = json.loads(spec) if isinstance(spec, (str, bytes)) else spec
+        except ValueError:
+            spec = None
+        env = (spec["id"], spec.get("kwargs") or {}) if isinstance(spec, dict) and "id" in spec else None
+        ref = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+        fmt = "minari"
+    elif os.path.isfile(path):
+        raw, attrs = read_d4rl(path)
+        data = qlearning_dataset(raw)
+        if "env_id" in attrs:
+            env = str(attrs["env_id"]), json.loads(attrs.get("env_kwargs", "{}") or "{}")
+        else:
+            env = d4rl_env(path, env_version)
+        ref = attrs.get("ref_min_score"), attrs.get("ref_max_score")
+        fmt = "d4rl"
+    else:
+        raise DatasetError(f"no dataset at {path}: pass a D4RL-layout HDF5 file or a Minari dataset folder")
+    if len(data["rewards"]) == 0:
+        raise DatasetError(f"{path} holds no transitions once timeouts are dropped")
+    return data, {"env": env[0] if env else None, "env_kwargs": env[1] if env else {},
+                  "ref_returns": tuple(map(float, ref)) if None not in ref else None, "format": fmt}
+
+
+def check_dataset(data: dict, env, path: str) -> dict:
+    """The transitions checked against an environment (its unwrapped self: the original action bounds), actions
+    mapped to [-1, 1] as the scripts act."""
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    for key, dim in (("observations", obs_dim), ("next_observations", obs_dim), ("actions", action_dim)):
+        if data[key].shape[1:] != (dim,):
+            raise DatasetError(f"{path} has {data[key].shape[1:]} {key[:-1].replace('_', ' ')}s but "
+                               f"{env.spec.id if env.spec else 'the environment'} has ({dim},): pass the matching --env")
+    for key, value in data.items():
+        if not np.all(np.isfinite(value)):
+            raise DatasetError(f"{path} has non-finite values in '{key}'")
+    low, high = env.action_space.low, env.action_space.high
+    action = (data["actions"] - (high + low) / 2.0) / ((high - low) / 2.0)
+    return data | {"actions": action.clip(-1, 1).astype(np.float32)}
+
+
+def reference_returns(env_id: str, info: dict, path: Optional[str] = None):
+    """(random, expert) returns that define the normalized score, or None: a JSON file with ref_min_score
+    and ref_max_score (tools/make_dataset.py writes one) if given, else the dataset's own, else D4RL's
+    for the environment's family (halfcheetah, hopper, walker2d, ant)."""
+    if path is not None:
+        try:
+            with open(path) as f:
+                ref = json.load(f)
+            return float(ref["ref_min_score"]), float(ref["ref_max_score"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DatasetError(f"cannot read ref_min_score and ref_max_score from --ref-returns {path}: {e!r}")
+    if info.get("ref_returns"):
+        return info["ref_returns"]
+    return D4RL_REF_RETURNS.get(env_id.split("-")[0].lower())
+
+
+def normalized_score(ret, ref: tuple):
+    """D4RL's normalized score: 100 (R - random) / (expert - random)."""
+    return 100.0 * (np.asarray(ret) - ref[0]) / (ref[1] - ref[0])

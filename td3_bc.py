@@ -8,27 +8,19 @@ normalized with the dataset's mean and std, and the actor loss
     -(alpha / mean|Q1(s, pi(s))|) * mean Q1(s, pi(s)) + MSE(pi(s), a),    alpha = 2.5.
 
     python td3_bc.py --dataset hopper-medium-v2.hdf5 --seed 0
+
+Read down to the marker line: Args, the networks, the Agent (one gradient step in the paper's order) and
+main(), the training loop. Below the marker is the run harness, the same in every script: it reads the dataset
+(a D4RL file or a Minari folder, through lap_buffer.py) and hands it to Agent.load_dataset.
 """
 
-import json
-import os
-import platform
-import random
-import signal
-import subprocess
-import sys
-import time
-import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from typing import Optional
 
-import gymnasium as gym
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 from lap_buffer import LAPBuffer
 
@@ -38,7 +30,7 @@ ALGO = "td3_bc"
 @dataclass
 class Args:
     dataset: Optional[str] = None
-    """D4RL-layout HDF5 file or Minari dataset folder (required, except with --eval-only)"""
+    """D4RL-layout HDF5 file or Minari dataset folder (required, except with --eval-only and --resume)"""
     env: Optional[str] = None
     """gymnasium environment id for evaluation (default: the dataset's environment)"""
     env_kwargs: str = ""
@@ -53,36 +45,9 @@ class Args:
     total_timesteps: int = 1_000_000
     """gradient steps (there are no environment steps offline)"""
     eval_freq: int = 5_000
-    """evaluate every this many gradient steps (and once at step 0)"""
+    """evaluate every this many gradient steps (and at step 0 and at the end)"""
     eval_episodes: int = 10
     """deterministic episodes per evaluation, on an environment seeded seed + 100"""
-    device: str = "auto"
-    """auto (cuda when available), cpu, cuda or cuda:N"""
-    torch_threads: int = 0
-    """CPU threads for torch (0 = torch's default)"""
-    run_dir: str = "runs"
-    """where the run folder goes"""
-    save_model: bool = False
-    """write model.pt (networks, optimizers, state normalization) at each evaluation and at the end"""
-    eval_only: Optional[str] = None
-    """evaluate a saved model.pt (or the run folder holding it) and exit"""
-    resume: Optional[str] = None
-    """continue the interrupted run in this run folder exactly (its saved arguments are used; the dataset is read
-    again from its --dataset path)"""
-    capture_video: bool = False
-    """record one evaluation episode to an mp4 in the run folder every video_every evaluations and at the end"""
-    video_every: int = 10
-    """evaluations between videos"""
-    track: bool = False
-    """mirror the TensorBoard scalars to Weights & Biases (needs wandb; WANDB_MODE=offline works offline)"""
-    wandb_project: str = "continuous-control-rl"
-    """Weights & Biases project of --track"""
-    no_progress: bool = False
-    """no live progress line (it is off anyway when the output is not a terminal)"""
-    compile: bool = False
-    """torch.compile the update and the acting policy: the same math, faster where launch-bound (see README)"""
-    cudagraphs: bool = False
-    """on a GPU, --compile with each compiled graph replayed as a CUDA graph (torch.compile's reduce-overhead)"""
 
     # TD3 (official code's defaults)
     batch_size: int = 256
@@ -111,6 +76,24 @@ class Args:
     """add the behaviour cloning term MSE(pi(s), a) to the actor loss (--no-bc: the ablation, TD3 on the data)"""
     normalize: bool = True
     """normalize states with the dataset's mean and std (+1e-3)"""
+
+    compile: bool = False
+    """torch.compile the update and the acting policy: the same math, faster where launch-bound (see README)"""
+    cudagraphs: bool = False
+    """on a GPU, --compile with each compiled graph replayed as a CUDA graph (torch.compile's reduce-overhead)"""
+    run: "RunFlags" = field(default_factory=lambda: RunFlags())
+    """how the run is kept: device, run folder, logs, resume (the harness's flags)"""
+
+
+def check_args(args: Args):
+    require(args, positive=("batch_size", "policy_freq", "hdim"),
+            nonnegative=("target_policy_noise", "noise_clip", "actor_lr", "critic_lr", "alpha"),
+            unit=("discount", "tau"))
+    if args.env_version not in ("v4", "v5"):
+        raise UsageError(f"--env-version must be v4 or v5, got {args.env_version!r}")
+    parse_env_kwargs(args.env_kwargs)
+    if args.dataset is None and not (args.run.eval_only or args.run.resume):
+        raise UsageError("--dataset PATH is required: a D4RL-layout HDF5 file or a Minari dataset folder")
 
 
 class Actor(nn.Module):
@@ -173,14 +156,14 @@ class Agent:
 
         # The dataset is the buffer (load_dataset grows it to the dataset's size), sampled uniformly.
         self.replay_buffer = LAPBuffer(state_dim, action_dim, device, 1, prioritized=False)
-        # State normalization, saved with the model and applied at evaluation.
+        # State normalization (load_dataset sets it), saved with the model and applied at evaluation.
         self.state_mean = torch.zeros(1, state_dim, device=device)
         self.state_std = torch.ones(1, state_dim, device=device)
         self.training_steps = 0
         self.losses = {}  # device tensors, read only when logged
-        if args.compile or args.cudagraphs:  # the fast path: same math; an eager fallback if compilation fails
-            self.update = compiled(self.update, args.cudagraphs, keep=self.losses)
-            self.policy = compiled(self.policy, args.cudagraphs)
+        # What model.pt and the resumable state hold: with the networks, the state normalization they learned with.
+        self.saved = ("actor", "actor_target", "actor_optimizer", "critic", "critic_target", "critic_optimizer",
+                      "training_steps", "state_mean", "state_std")
 
     def load_dataset(self, dataset: dict, eps: float = 1e-3):
         """Fills the buffer with the dataset (D4RL keys, actions in [-1, 1]), states normalized with the
@@ -190,23 +173,29 @@ class Agent:
             mean = state.mean(0, keepdims=True, dtype=np.float64)
             std = state.std(0, keepdims=True, dtype=np.float64) + eps
             state, next_state = (state - mean) / std, (next_state - mean) / std
-            self.state_mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
-            self.state_std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+            self.state_mean.copy_(torch.from_numpy(mean))  # in place, as the harness loads saved tensors
+            self.state_std.copy_(torch.from_numpy(std))
         self.replay_buffer.load(dataset | {"observations": state, "next_observations": next_state})
 
     @torch.no_grad()
     def select_action(self, state: np.ndarray, use_exploration: bool = False) -> np.ndarray:
         """The normalized action in [-1, 1] for one state (offline: never any exploration noise)."""
         state = torch.as_tensor(state, dtype=torch.float32, device=self.device).reshape(1, -1)
-        return self.policy(state).cpu().numpy().flatten().clip(-1, 1)
+        action = self.policy(state).cpu().numpy().flatten()
+        return action.clip(-1, 1)
+
+    def eval_action(self, state: np.ndarray) -> np.ndarray:
+        """The action evaluation takes: the deterministic policy."""
+        return self.select_action(state, use_exploration=False)
 
     def policy(self, state):
-        """The deterministic action for a batch of raw states (a method of its own for --compile)."""
+        """The deterministic action for a batch of raw states, normalized first (a method of its own for --compile)."""
         return self.actor((state - self.state_mean) / self.state_std)
 
     def train(self):
         self.training_steps += 1
-        self.update(*self.replay_buffer.sample(self.args.batch_size))
+        batch = self.replay_buffer.sample(self.args.batch_size)
+        self.update(*batch)
 
     def update(self, state, action, next_state, reward, not_done):
         """One TD3+BC gradient step on a batch."""
@@ -246,250 +235,94 @@ class Agent:
                 for net, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
                     torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), args.tau)
 
-    def state_dict(self):
-        return {name: getattr(self, name).state_dict() for name in
-                ("actor", "actor_target", "actor_optimizer", "critic", "critic_target", "critic_optimizer")} | {
-                "training_steps": self.training_steps, "state_mean": self.state_mean, "state_std": self.state_std}
 
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            if isinstance(getattr(self, name), (nn.Module, torch.optim.Optimizer)):
-                getattr(self, name).load_state_dict(value)
-            elif isinstance(value, torch.Tensor):
-                if value.shape != getattr(self, name).shape:
-                    raise RuntimeError(f"{name} has shape {tuple(value.shape)}, expected "
-                                       f"{tuple(getattr(self, name).shape)}")
-                setattr(self, name, value.to(self.device))
-            else:
-                setattr(self, name, value)
+def main(run: "Run"):
+    """The official main.py, offline: one gradient step on a uniform batch of the dataset per step, and no
+    environment steps. The harness read the dataset into run.agent (Agent.load_dataset), made the evaluation
+    environment and left run.env None; between steps it evaluates and stops."""
+    args, agent = run.args, run.agent
+    for t in run.steps(args.total_timesteps):
+        agent.train()  # one gradient step on a uniform batch of the dataset
 
 
-# ---------------------------------------------------------------------------------------------
-# Offline datasets (D4RL HDF5 or Minari folder), the same in td3_bc.py and td7.py
-# Read with h5py only; nothing is ever downloaded. A dataset is a dict of float32 arrays with D4RL's
-# keys: observations, actions (the environment's units), next_observations, rewards, terminals.
+# ---- run harness: the same in every script below this line ----
+# What a run needs besides the algorithm: argument checks, the device, environments, evaluation, the run folder
+# and its logs, video, the progress line, stop requests, model files, exact resume and the compile wrapper.
+# launch() checks the arguments and hands main() a Run. The harness is repeated in every script so that each
+# file, with lap_buffer.py, can be copied and run on its own: a change to it goes into all six at once.
 
-# D4RL's reference returns (d4rl/infos.py, v2 datasets): (random, expert).
-D4RL_REF_RETURNS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
-                    "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
-D4RL_ENVS = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d", "ant": "Ant"}
-D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from types import SimpleNamespace
+from typing import Optional
 
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from gymnasium.wrappers import RecordEpisodeStatistics
+from tqdm import tqdm
 
-def d4rl_env(name: str, version: str = "v4") -> tuple:
-    """(gymnasium id, gym.make kwargs) for a D4RL dataset name such as hopper-medium-v2.hdf5, or None.
-
-    halfcheetah/hopper/walker2d map to the v4 or v5 environments (same observation sizes); ant maps to
-    Ant-v4 with contact forces, the only gymnasium Ant with D4RL's 111-d observation."""
-    family = os.path.basename(name).lower().replace("_", "-").split("-")[0]
-    if family not in D4RL_ENVS:
-        return None
-    if family == "ant":
-        return "Ant-v4", {"use_contact_forces": True}
-    return f"{D4RL_ENVS[family]}-{version}", {}
-
-
-def qlearning_dataset(data: dict) -> dict:
-    """D4RL's d4rl.qlearning_dataset (v1.1, terminate_on_end=False) on arrays in the D4RL layout.
-
-    Transition i is (observations[i], actions[i], rewards[i], observations[i + 1], terminals[i]) for
-    i < N - 1 (the last row is dropped), and rows with timeouts[i] set are dropped (their next row is
-    the next episode's start). A terminal row stays, with done = 1. Like D4RL's function, this ignores
-    a next_observations key even when the file has one."""
-    n = len(data["rewards"]) - 1
-    keep = ~np.asarray(data["timeouts"][:n], bool)
-    obs = np.asarray(data["observations"], np.float32)
-    return {"observations": obs[:-1][keep], "actions": np.asarray(data["actions"][:n], np.float32)[keep],
-            "next_observations": obs[1:][keep], "rewards": np.asarray(data["rewards"][:n], np.float32)[keep],
-            "terminals": np.asarray(data["terminals"][:n], np.float32)[keep]}
+from lap_buffer import DatasetError, check_dataset, load_dataset, normalized_score, reference_returns
 
 
-def episodes_to_transitions(episodes: list) -> dict:
-    """Minari episodes (observations T + 1, actions / rewards / terminations / truncations T) to
-    transitions: s' = observations[t + 1] of the same episode and done = terminations[t]. A truncated
-    last step keeps its real s' (Minari stores it) with done = 0, so no row is dropped."""
-    columns = {key: [] for key in ("observations", "actions", "next_observations", "rewards", "terminals")}
-    for ep in episodes:
-        obs = np.asarray(ep["observations"], np.float32)
-        columns["observations"].append(obs[:-1])
-        columns["next_observations"].append(obs[1:])
-        columns["actions"].append(np.asarray(ep["actions"], np.float32))
-        columns["rewards"].append(np.asarray(ep["rewards"], np.float32).reshape(-1))
-        columns["terminals"].append(np.asarray(ep["terminations"], np.float32).reshape(-1))
-    return {key: np.concatenate(value) for key, value in columns.items()}
-
-
-def _read_hdf5(path: str, read):
-    """read(h5py.File) with a UsageError for a file h5py cannot open."""
-    try:
-        with h5py.File(path, "r") as f:
-            return read(f)
-    except OSError as e:
-        raise UsageError(f"cannot read {path} as HDF5: {e}")
-
-
-def read_d4rl(path: str) -> tuple:
-    """(arrays, root attributes) of a D4RL-layout HDF5 file, checked for D4RL's keys and lengths."""
-    def read(f):
-        for key in D4RL_KEYS:
-            if not isinstance(f.get(key), h5py.Dataset):
-                raise UsageError(f"{path} has no '{key}' dataset: a D4RL file needs {', '.join(D4RL_KEYS)}")
-        return {key: f[key][()] for key in D4RL_KEYS}, dict(f.attrs)
-    data, attrs = _read_hdf5(path, read)
-    n = len(data["observations"])
-    for key in D4RL_KEYS:
-        if key not in ("observations", "actions") and data[key].shape == (n, 1):
-            data[key] = data[key].reshape(n)
-        if data[key].ndim != (2 if key in ("observations", "actions") else 1) or len(data[key]) != n:
-            raise UsageError(f"{path}: '{key}' has shape {data[key].shape}, expected ({n}"
-                             f"{', dim' if key in ('observations', 'actions') else ''}) like the observations")
-    if n < 2:
-        raise UsageError(f"{path} holds {n} rows: too few for a single transition")
-    return data, attrs
-
-
-def read_minari(folder: str) -> tuple:
-    """(transitions, metadata) of a Minari dataset folder (<id>/data/main_data.hdf5 and metadata.json;
-    the <id> or the data folder may be given). Episodes are the groups episode_0, episode_1, ..."""
-    data_dir = folder if os.path.isfile(os.path.join(folder, "main_data.hdf5")) else os.path.join(folder, "data")
-    path = os.path.join(data_dir, "main_data.hdf5")
-    if not os.path.isfile(path):
-        raise UsageError(f"{folder} is not a Minari dataset folder: no data/main_data.hdf5 in it")
-    metadata = {}
-    if os.path.isfile(os.path.join(data_dir, "metadata.json")):
-        try:
-            with open(os.path.join(data_dir, "metadata.json")) as f:
-                metadata = json.load(f)
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read {os.path.join(data_dir, 'metadata.json')}: {e}")
-
-    def read(f):
-        names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
-        if not names:
-            raise UsageError(f"{path} has no episode_N groups: not a Minari dataset")
-        episodes = []
-        for name in names:
-            group, ep = f[name], {}
-            for key in ("observations", "actions", "rewards", "terminations", "truncations"):
-                if not isinstance(group.get(key), h5py.Dataset):
-                    raise UsageError(f"{path}: {name} has no '{key}' dataset (Dict or Tuple spaces are not supported)")
-                ep[key] = group[key][()]
-            steps = len(ep["actions"])
-            if ep["observations"].ndim != 2 or ep["actions"].ndim != 2 or len(ep["observations"]) != steps + 1 or \
-                    any(len(ep[k]) != steps for k in ("rewards", "terminations", "truncations")):
-                raise UsageError(f"{path}: {name} does not hold T + 1 flat observations and T actions, rewards, "
-                                 f"terminations, truncations (observations {ep['observations'].shape}, "
-                                 f"actions {ep['actions'].shape})")
-            episodes.append(ep)
-        return episodes, dict(f.attrs)
-
-    episodes, attrs = _read_hdf5(path, read)
-    return episodes_to_transitions(episodes), {**attrs, **metadata, "total_episodes": len(episodes)}
-
-
-def load_dataset(path: str, env_version: str = "v4") -> tuple:
-    """(transitions, info) from a D4RL HDF5 file or a Minari dataset folder.
-
-    info holds the environment the data comes from, when the dataset tells (env: a gymnasium id or None,
-    env_kwargs: gym.make kwargs), its own reference returns if it has any (ref_returns: (min, max) or
-    None) and format ("d4rl" or "minari"). D4RL files tell their environment by an env_id attribute
-    (tools/make_dataset.py writes one) or by their name; Minari folders by their (eval) env spec."""
-    if os.path.isdir(path):
-        data, metadata = read_minari(path)
-        spec = metadata.get("eval_env_spec") or metadata.get("env_spec")
-        try:
-            spec = json.loads(spec) if isinstance(spec, (str, bytes)) else spec
-        except ValueError:
-            spec = None
-        env = (spec["id"], spec.get("kwargs") or {}) if isinstance(spec, dict) and "id" in spec else None
-        ref = metadata.get("ref_min_score"), metadata.get("ref_max_score")
-        fmt = "minari"
-    elif os.path.isfile(path):
-        raw, attrs = read_d4rl(path)
-        data = qlearning_dataset(raw)
-        if "env_id" in attrs:
-            env = str(attrs["env_id"]), json.loads(attrs.get("env_kwargs", "{}") or "{}")
-        else:
-            env = d4rl_env(path, env_version)
-        ref = attrs.get("ref_min_score"), attrs.get("ref_max_score")
-        fmt = "d4rl"
-    else:
-        raise UsageError(f"no dataset at {path}: pass a D4RL-layout HDF5 file or a Minari dataset folder")
-    if len(data["rewards"]) == 0:
-        raise UsageError(f"{path} holds no transitions once timeouts are dropped")
-    return data, {"env": env[0] if env else None, "env_kwargs": env[1] if env else {},
-                  "ref_returns": tuple(map(float, ref)) if None not in ref else None, "format": fmt}
-
-
-def check_dataset(data: dict, env: gym.Env, path: str) -> dict:
-    """The transitions checked against the evaluation environment, actions mapped to [-1, 1]."""
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    for key, dim in (("observations", obs_dim), ("next_observations", obs_dim), ("actions", action_dim)):
-        if data[key].shape[1:] != (dim,):
-            raise UsageError(f"{path} has {data[key].shape[1:]} {key[:-1].replace('_', ' ')}s but "
-                             f"{env.spec.id if env.spec else 'the environment'} has ({dim},): pass the matching --env")
-    for key, value in data.items():
-        if not np.all(np.isfinite(value)):
-            raise UsageError(f"{path} has non-finite values in '{key}'")
-    low, high = env.action_space.low, env.action_space.high
-    action = (data["actions"] - (high + low) / 2.0) / ((high - low) / 2.0)
-    return data | {"actions": action.clip(-1, 1).astype(np.float32)}
-
-
-def reference_returns(env_id: str, info: dict, path: Optional[str] = None):
-    """(random, expert) returns that define the normalized score, or None: a JSON file with ref_min_score
-    and ref_max_score (tools/make_dataset.py writes one) if given, else the dataset's own, else D4RL's
-    for the environment's family (halfcheetah, hopper, walker2d, ant)."""
-    if path is not None:
-        try:
-            with open(path) as f:
-                ref = json.load(f)
-            return float(ref["ref_min_score"]), float(ref["ref_max_score"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UsageError(f"cannot read ref_min_score and ref_max_score from --ref-returns {path}: {e!r}")
-    if info.get("ref_returns"):
-        return info["ref_returns"]
-    return D4RL_REF_RETURNS.get(env_id.split("-")[0].lower())
-
-
-def normalized_score(ret, ref: tuple):
-    """D4RL's normalized score: 100 (R - random) / (expert - random)."""
-    return 100.0 * (np.asarray(ret) - ref[0]) / (ref[1] - ref[0])
-
-
-def parse_env_kwargs(text: str) -> dict:
-    """--env-kwargs (a JSON object, or empty) as a dict."""
-    try:
-        kwargs = json.loads(text) if text.strip() else {}
-    except ValueError as e:
-        raise UsageError(f"--env-kwargs must be a JSON object such as '{{\"use_contact_forces\": true}}': {e}")
-    if not isinstance(kwargs, dict):
-        raise UsageError(f"--env-kwargs must be a JSON object, got {text!r}")
-    return kwargs
-
-# ---------------------------------------------------------------------------------------------
-# Shared by every script, written the same way in each.
+@dataclass
+class RunFlags:
+    device: str = "auto"
+    """auto (cuda when available), cpu, cuda or cuda:N"""
+    torch_threads: int = 0
+    """CPU threads for torch (0 = torch's default)"""
+    run_dir: str = "runs"
+    """where the run folder goes"""
+    save_model: bool = False
+    """write model.pt (the agent's networks and optimizers) at each evaluation and at the end"""
+    eval_only: Optional[str] = None
+    """evaluate a saved model.pt (or the run folder holding it) and exit"""
+    resume: Optional[str] = None
+    """continue the stopped run in this run folder exactly (its saved arguments are used)"""
+    capture_video: bool = False
+    """record one evaluation episode to an mp4 in the run folder every video_every evaluations and at the end"""
+    video_every: int = 10
+    """evaluations between videos"""
+    track: bool = False
+    """mirror the TensorBoard scalars to Weights & Biases (needs wandb; WANDB_MODE=offline works offline)"""
+    wandb_project: str = "continuous-control-rl"
+    """Weights & Biases project of --track"""
+    progress: bool = True
+    """a live progress line on a terminal (never in a log file)"""
 
 
 class UsageError(Exception):
-    """Bad input: reported as one line on stderr with exit status 2."""
+    """Bad input: one line on stderr and exit status 2, never a traceback."""
 
 
-def check_args(args: Args):
-    positive = ["total_timesteps", "eval_freq", "eval_episodes", "video_every", "batch_size", "policy_freq", "hdim"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ["torch_threads", "target_policy_noise", "noise_clip", "actor_lr", "critic_lr", "tau", "alpha"]:
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    if not 0 <= args.discount <= 1:
-        raise UsageError(f"--discount must be in [0, 1], got {args.discount}")
-    if not 0 <= args.tau <= 1:
-        raise UsageError(f"--tau must be in [0, 1], got {args.tau}")
-    if args.env_version not in ("v4", "v5"):
-        raise UsageError(f"--env-version must be v4 or v5, got {args.env_version!r}")
-    parse_env_kwargs(args.env_kwargs)
+class Stop(Exception):
+    """A stop request, honoured between two steps: the harness writes the resumable state and exits with 130."""
+
+
+def require(args, positive=(), nonnegative=(), unit=()):
+    """A UsageError unless each named field of args is > 0 (positive), >= 0 (nonnegative) or in [0, 1] (unit)."""
+    for names, ok, must in ((positive, lambda v: v > 0, "be positive"), (nonnegative, lambda v: v >= 0,
+                            "not be negative"), (unit, lambda v: 0 <= v <= 1, "be in [0, 1]")):
+        for name in names:
+            if not ok(getattr(args, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must {must}, got {getattr(args, name)}")
+
+
+def check(args):
+    """The checks every script shares, then the script's own (check_args)."""
+    require(args, positive=("total_timesteps", "eval_freq", "eval_episodes"))
+    require(args.run, positive=("video_every",), nonnegative=("torch_threads",))
+    check_args(args)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -506,8 +339,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
-    """A seeded environment with a bounded Box action space, or a UsageError; kwargs go to gym.make."""
+def parse_env_kwargs(text: str) -> dict:
+    """--env-kwargs (a JSON object, or empty) as a dict."""
+    try:
+        kwargs = json.loads(text) if text.strip() else {}
+    except ValueError as e:
+        raise UsageError(f"--env-kwargs must be a JSON object such as '{{\"use_contact_forces\": true}}': {e}")
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return kwargs
+
+
+class NormalizedActions(gym.ActionWrapper):
+    """The agent acts in [-1, 1]; the environment gets action * scale + bias, in [low, high] (asymmetric bounds and
+    Humanoid's +-0.4 too). Our own: gymnasium's RescaleAction keeps a closure, which --resume cannot pickle."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        low, high = env.action_space.low, env.action_space.high
+        self.scale, self.bias = (high - low) / 2.0, (high + low) / 2.0
+        self.action_space = gym.spaces.Box(-1.0, 1.0, low.shape, np.float32)
+
+    def action(self, action):
+        return action * self.scale + self.bias
+
+
+def make_env(args, seed: int, **kwargs) -> gym.Env:
+    """args.env from gym.make (with --env-kwargs and kwargs), checked, its actions normalized to [-1, 1], the
+    return and length of each episode in info["episode"] at its end, and seeded; or a UsageError."""
+    env_id, kwargs = args.env, parse_env_kwargs(getattr(args, "env_kwargs", "")) | kwargs
     try:
         with warnings.catch_warnings():  # v4 is the papers' version on purpose: no "out of date" warning
             warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
@@ -525,20 +385,24 @@ def make_env(env_id: str, seed: int, **kwargs) -> gym.Env:
         raise UsageError(f"{env_id} has an unbounded action space; {ALGO}.py needs finite action bounds")
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
         raise UsageError(f"{env_id} must have a flat Box observation space, got {env.observation_space}")
+    env = RecordEpisodeStatistics(NormalizedActions(env))
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
 
 
-def action_scale_bias(space: gym.spaces.Box):
-    """env action = normalized action * scale + bias, so [-1, 1] maps onto [low, high]."""
-    return (space.high - space.low) / 2.0, (space.high + space.low) / 2.0
+def make_vector_env(envs: list) -> gym.vector.SyncVectorEnv:
+    """Environments made by make_env, stepped together (PPO's --num-envs). SAME_STEP autoreset: when an episode
+    ends, the step returns the next episode's first observation and puts the true final one in infos["final_obs"]
+    (gymnasium 1.x's default, NEXT_STEP, would spend the following step on a reset). A SAME_STEP SyncVectorEnv
+    keeps no state of its own between steps, so a resumed run's environments are wrapped again as they are."""
+    return gym.vector.SyncVectorEnv([lambda env=env: env for env in envs],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) -> np.ndarray:
-    """Returns of `episodes` deterministic episodes (no exploration noise); the first episode's rendered
-    frames are appended to `frames` when given (env made with render_mode="rgb_array")."""
-    scale, bias = action_scale_bias(env.action_space)
+    """Returns of `episodes` episodes acted by agent.eval_action; the first episode's rendered frames are appended
+    to `frames` when given (env made with render_mode="rgb_array")."""
     returns = np.zeros(episodes)
     for episode in range(episodes):
         state, _ = env.reset()
@@ -546,8 +410,7 @@ def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) 
         while not done:
             if frames is not None and episode == 0:
                 frames.append(env.render())
-            action = agent.select_action(state, use_exploration=False)
-            state, reward, terminated, truncated, _ = env.step(action * scale + bias)
+            state, reward, terminated, truncated, _ = env.step(agent.eval_action(state))
             returns[episode] += reward
             done = terminated or truncated
     return returns
@@ -557,7 +420,7 @@ class VideoRecorder:
     """--capture-video: one evaluation episode to <run>/videos/step_<step>.mp4 (imageio + imageio-ffmpeg).
     MuJoCo renders headless through EGL unless MUJOCO_GL says otherwise."""
 
-    def __init__(self, args: Args, run_path: str, **env_kwargs):
+    def __init__(self, args, run_path: str):
         os.environ.setdefault("MUJOCO_GL", "egl")
         try:
             import imageio.v2 as imageio
@@ -565,7 +428,7 @@ class VideoRecorder:
         except ImportError:
             raise UsageError("--capture-video needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg")
         self.imageio, self.path = imageio, os.path.join(run_path, "videos")
-        self.env = make_env(args.env, args.seed + 200, render_mode="rgb_array", **env_kwargs)
+        self.env = make_env(args, args.seed + 200, render_mode="rgb_array")
         try:
             self.env.render()
         except Exception as e:
@@ -608,16 +471,17 @@ def versions() -> dict:
 
 
 class RunLogger:
-    """The run folder: config.json, evaluations.csv (rewritten atomically), TensorBoard scalars and, with
-    --track, their Weights & Biases mirror. A resumed run continues in its folder and its evaluations.csv."""
+    """The run folder: config.json, evaluations.csv (rewritten atomically; offline runs add normalized_score),
+    TensorBoard scalars and, with --track, their Weights & Biases mirror. A resumed run goes on in its folder."""
 
-    HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
-
-    def __init__(self, args: Args, device: torch.device, path: Optional[str] = None, ref_returns=None, extra=None):
-        self.path = path or os.path.join(args.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
+    def __init__(self, args, device: torch.device, ref_returns=None, extra=None):
+        flags = args.run
+        self.path = flags.resume or os.path.join(flags.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
+        self.ref_returns = ref_returns  # (random, expert) returns of the normalized score, or None
+        self.header = ["step", "wall_seconds", "mean_return", "std_return", "returns"] + (
+            ["normalized_score"] if ref_returns else [])
         self.rows = []
-        self.ref_returns = ref_returns  # offline: (random, expert) returns of the normalized score, or None
-        if path is None:
+        if flags.resume is None:
             os.makedirs(self.path, exist_ok=True)
             config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
                                                    "torch_threads": torch.get_num_threads()} | (extra or {})
@@ -625,12 +489,12 @@ class RunLogger:
         elif os.path.exists(os.path.join(self.path, "evaluations.csv")):
             with open(os.path.join(self.path, "evaluations.csv")) as f:
                 self.rows = [line.rstrip("\n").split(",") for line in f.readlines()[1:]]
-        if args.track:
+        if flags.track:
             try:
                 import wandb
             except ImportError:
                 raise UsageError("--track needs wandb: pip install wandb (WANDB_MODE=offline works without a network)")
-            wandb.init(project=args.wandb_project, name=os.path.basename(self.path), config=asdict(args),
+            wandb.init(project=flags.wandb_project, name=os.path.basename(self.path), config=asdict(args),
                        dir=self.path, sync_tensorboard=True, resume="allow", id=os.path.basename(self.path))
         from torch.utils.tensorboard import SummaryWriter
 
@@ -640,17 +504,15 @@ class RunLogger:
         self.writer.add_scalar(name, float(value), step)
 
     def evaluation(self, step: int, wall_seconds: float, returns: np.ndarray):
-        self.rows.append([step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
-                          " ".join(f"{r:.3f}" for r in returns)])
-        header = self.HEADER
-        if self.ref_returns is not None:
-            score = normalized_score(returns.mean(), self.ref_returns)
-            self.rows[-1].append(f"{score:.3f}")
-            header = header + ["normalized_score"]
-            self.scalar("eval/normalized_score", score, step)
-        lines = [",".join(header)] + [",".join(map(str, row)) for row in self.rows]
-        atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
         self.scalar("eval/mean_return", returns.mean(), step)
+        row = [step, f"{wall_seconds:.1f}", f"{returns.mean():.3f}", f"{returns.std():.3f}",
+               " ".join(f"{r:.3f}" for r in returns)]
+        if self.ref_returns:
+            row.append(f"{normalized_score(returns.mean(), self.ref_returns):.3f}")
+            self.scalar("eval/normalized_score", row[-1], step)
+        self.rows.append(row)
+        lines = [",".join(self.header)] + [",".join(map(str, row)) for row in self.rows]
+        atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
         self.writer.flush()
 
     def close(self):
@@ -659,60 +521,55 @@ class RunLogger:
             sys.modules["wandb"].finish()
 
 
-class Progress:
-    """A live status line on a terminal: tqdm when installed, else a carriage-return line. Off when stderr
-    is not a terminal (CI, cluster logs) or with --no-progress."""
-
-    def __init__(self, total: int, initial: int, disabled: bool):
-        self.enabled = not disabled and sys.stderr.isatty()
-        self.bar, self.last = None, 0.0
-        if self.enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
-            except ImportError:
-                pass
-        self.total, self.step = total, initial
-        self.last_return = float("nan")  # the mean return of the last evaluation, shown on the line
-
-    def update(self, step: int):
-        if not self.enabled or time.monotonic() - self.last < 0.5:
-            return
-        status = f"eval {self.last_return:.1f}"
-        self.last = time.monotonic()
-        if self.bar is not None:
-            self.bar.update(step - self.step)
-            self.bar.set_postfix_str(status, refresh=False)
-        else:
-            print(f"\rstep {step}/{self.total} | {status}\033[K", end="", file=sys.stderr, flush=True)
-        self.step = step
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-
-class GracefulExit:
-    """SIGINT and SIGTERM ask the training loop to stop after the current step, so that what it saves is
-    consistent; a second Ctrl-C stops at once."""
+class StopRequests:
+    """SIGINT and SIGTERM ask the run to stop between two steps, so that what it saves is consistent; a second
+    Ctrl-C stops at once, without a resumable state (the evaluations are on disk)."""
 
     def __init__(self):
         self.requested = False
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self.handle)
+        self.previous = {signum: signal.signal(signum, self.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            print("\nstopped at once: no resumable state written", file=sys.stderr)
+            raise SystemExit(130)
         self.requested = True
 
+    def close(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
-def save_model(agent, args: Args, path: str, step: int):
+
+def agent_state(agent) -> dict:
+    """What Agent.saved names: state dicts (networks, optimizers), copies of tensors, plain values."""
+    return {name: value.state_dict() if hasattr(value, "state_dict") else
+            value.detach().clone() if isinstance(value, torch.Tensor) else value
+            for name, value in ((name, getattr(agent, name)) for name in agent.saved)}
+
+
+def load_agent_state(agent, state: dict):
+    """The inverse of agent_state; tensors are copied in place (optimizers and CUDA graphs hold them)."""
+    for name, value in state.items():
+        current = getattr(agent, name)
+        if hasattr(current, "load_state_dict"):
+            current.load_state_dict(value)
+        elif isinstance(current, torch.Tensor):
+            if current.shape != value.shape:
+                raise RuntimeError(f"{name} has shape {tuple(value.shape)}, expected {tuple(current.shape)}")
+            with torch.no_grad():
+                current.copy_(value)
+        else:
+            setattr(agent, name, value)
+
+
+def args_from_dict(values: dict):
+    """Args from asdict(args), as model.pt and the resumable state keep them."""
+    return Args(**(values | {"run": RunFlags(**values["run"])}))
+
+
+def save_model(agent, args, path: str, step: int):
     tmp = path + ".tmp"
-    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent.state_dict()}, tmp)
+    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent_state(agent)}, tmp)
     os.replace(tmp, path)
 
 
@@ -728,7 +585,27 @@ def load_model(path: str) -> dict:
         raise UsageError(f"cannot read model file {path}: {type(e).__name__}: {reason}")
     if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
         raise UsageError(f"{path} is not a {ALGO}.py model")
+    if "run" not in checkpoint["args"]:
+        raise UsageError(f"{path} was written by an older {ALGO}.py, before the run flags had a field of their own")
     return checkpoint
+
+
+def evaluate_saved(args, device: torch.device):
+    """--eval-only: a saved agent on its environment (seeded seed + 100), printed."""
+    checkpoint = load_model(args.run.eval_only)
+    saved = args_from_dict(checkpoint["args"])
+    saved = replace(saved, buffer_size=1) if hasattr(saved, "buffer_size") else saved  # acting needs no buffer
+    env = make_env(saved, args.seed + 100)
+    agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], saved, device)
+    try:
+        load_agent_state(agent, checkpoint["agent"])
+    except (KeyError, AttributeError, RuntimeError) as e:
+        raise UsageError(f"{args.run.eval_only} does not match {saved.env}: {e}")
+    returns = evaluate(agent, env, args.eval_episodes)
+    ref = getattr(saved, "dataset", None) and reference_returns(saved.env, {}, args.ref_returns or saved.ref_returns)
+    score = f", normalized score {normalized_score(returns.mean(), ref):.1f}" if ref else ""
+    print(f"{saved.env} {ALGO} (step {checkpoint['step']}): mean return {returns.mean():.1f} +- {returns.std():.1f}"
+          f" over {args.eval_episodes} episodes{score}")
 
 
 def env_state(env: gym.Env) -> dict:
@@ -757,18 +634,6 @@ def restore_env(state: dict) -> gym.Env:
     return env
 
 
-def save_resume_state(path: str, agent, args: Args, loop: dict, envs: dict):
-    """Everything --resume needs, in <run>/resume.pt (pickled: read it only from runs you trust): the agent, the
-    loop's counters, every random generator and the evaluation environment. No buffer file: the buffer is the
-    dataset, read again from --dataset, and sampling it only draws from torch's generator, saved here."""
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    state = {"algo": ALGO, "args": asdict(args), "agent": agent.state_dict(), "loop": loop, "rng": rng,
-             "envs": {name: env_state(env) for name, env in envs.items()}}
-    torch.save(state, os.path.join(path, "resume.pt.tmp"))
-    os.replace(os.path.join(path, "resume.pt.tmp"), os.path.join(path, "resume.pt"))
-
-
 def load_resume_state(path: str) -> dict:
     file = os.path.join(path, "resume.pt")
     if not os.path.isfile(file):
@@ -783,17 +648,17 @@ def load_resume_state(path: str) -> dict:
     return state
 
 
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
 def restore_rng(rng: dict):
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def format_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def compiled(fn, cudagraphs=False, keep=None):
@@ -830,162 +695,275 @@ def compiled(fn, cudagraphs=False, keep=None):
     return call
 
 
+def compile_agent(agent, cudagraphs: bool = False):
+    """--compile (--cudagraphs): the agent's update and policy through compiled(). Its plain tensors (TD7's value
+    range, SAC's temperature) are marked as static addresses: CUDA graphs update them where they are."""
+    for value in vars(agent).values():
+        if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+            torch._dynamo.mark_static_address(value)
+    agent.update = compiled(agent.update, cudagraphs, keep=agent.losses)
+    agent.policy = compiled(agent.policy, cudagraphs)
+
+
+def format_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Run:
+    """A run as main() sees it: args, device, env (the training environment; None offline; PPO's vector of them),
+    eval_env, agent and loop, the training loop's state (t, the current state, and what main keeps there), which
+    is saved with the run and restored on --resume. steps() yields the loop's steps: between two, the harness
+    evaluates, logs and honours stop requests."""
+
+    def __init__(self, args, device: torch.device, saved: Optional[dict] = None):
+        dataset, extra = None, {}
+        if getattr(args, "dataset", None):  # offline: the dataset replaces the environment, and names it
+            dataset, info = load_dataset(args.dataset, args.env_version)
+            if args.env is None:
+                if info["env"] is None:
+                    raise UsageError(f"cannot tell which environment {args.dataset} comes from: pass --env")
+                args = replace(args, env=info["env"], env_kwargs=args.env_kwargs or json.dumps(info["env_kwargs"]))
+        elif args.env is None:
+            args = replace(args, env="HalfCheetah-v4")
+        self.args, self.device, self.ref_returns = args, device, None
+        self.eval_env = make_env(args, args.seed + 100)
+        self.agent = Agent(self.eval_env.observation_space.shape[0], self.eval_env.action_space.shape[0], args, device)
+        self.env = None
+        self.loop = SimpleNamespace(t=0, size=1, wall_seconds=0.0)  # size: the environment steps of one t
+        if dataset is not None:
+            dataset = check_dataset(dataset, self.eval_env.unwrapped, args.dataset)
+            n = len(dataset["rewards"])
+            if n < args.batch_size:
+                raise UsageError(f"{args.dataset} holds {n} transitions, fewer than --batch-size {args.batch_size}")
+            self.agent.load_dataset(dataset)
+            self.ref_returns = reference_returns(args.env, info, args.ref_returns)
+            extra = {"dataset_format": info["format"], "dataset_transitions": n, "ref_returns": self.ref_returns}
+            # A resumed run reads its dataset again; this fingerprint tells whether it is still the same data.
+            self.loop.dataset = [n, sum(float(np.sum(v, dtype=np.float64)) for v in dataset.values())]
+        elif hasattr(args, "num_envs"):
+            self.env = make_vector_env([make_env(args, args.seed + i) for i in range(args.num_envs)])
+        else:
+            self.env = make_env(args, args.seed)
+        if self.env is not None:
+            self.loop.state, _ = self.env.reset(seed=args.seed)
+        self.logger = RunLogger(args, device, self.ref_returns, extra)
+        self.path = self.logger.path
+        self.video = VideoRecorder(args, self.path) if args.run.capture_video else None
+        if saved is not None:
+            self.restore(saved)
+        if getattr(args, "compile", False) or getattr(args, "cudagraphs", False):
+            compile_agent(self.agent, args.cudagraphs)
+        self.progress = Progress(0, 0, False)
+        self.start_time = time.time() - self.loop.wall_seconds
+        self.stop = StopRequests()
+        print(f"{ALGO} on {args.env}" + (f" from {args.dataset} ({n} transitions)" if dataset else "")
+              + f", seed {args.seed}, device {device}: {self.path}"
+              + (f" (resumed at step {self.loop.t * self.loop.size})" if saved else ""))
+
+    def envs(self) -> dict:
+        """The environments a resumable state holds, by name."""
+        envs = {"eval_env": self.eval_env} | ({"video_env": self.video.env} if self.video else {})
+        if isinstance(self.env, gym.vector.VectorEnv):
+            return envs | {f"env_{i}": env for i, env in enumerate(self.env.envs)}
+        return envs | ({"env": self.env} if self.env is not None else {})
+
+    def restore(self, saved: dict):
+        """--resume: the agent, its buffer, the environments mid-episode, the loop's state and every random
+        generator, as they were when the run stopped."""
+        if getattr(self.loop, "dataset", None) != saved["loop"].get("dataset"):
+            raise UsageError(f"{self.args.dataset} is not the dataset the run in {self.path} was trained on")
+        load_agent_state(self.agent, saved["agent"])
+        buffer = getattr(self.agent, "replay_buffer", None)
+        if buffer is not None and "buffer" in saved:  # offline: the dataset's rows are in place, with priority 1
+            buffer.load_state_dict(saved["buffer"])
+        elif buffer is not None:
+            buffer.restore(os.path.join(self.path, "replay_buffer.npz"))
+        envs = {name: restore_env(state) for name, state in saved["envs"].items()}
+        self.eval_env = envs["eval_env"]
+        if self.video is not None:
+            self.video.env = envs["video_env"]
+        if isinstance(self.env, gym.vector.VectorEnv):
+            self.env = make_vector_env([envs[f"env_{i}"] for i in range(self.env.num_envs)])
+        elif self.env is not None:
+            self.env = envs["env"]
+        self.loop = SimpleNamespace(**saved["loop"])
+        restore_rng(saved["rng"])
+
+    def save(self):
+        """The resumable state: <run>/resume.pt (pickled: resume only runs you trust) and, online, the replay
+        buffer in <run>/replay_buffer.npz."""
+        self.loop.wall_seconds = time.time() - self.start_time
+        state = {"algo": ALGO, "args": asdict(self.args), "agent": agent_state(self.agent), "loop": vars(self.loop),
+                 "rng": rng_state(), "envs": {name: env_state(env) for name, env in self.envs().items()}}
+        buffer = getattr(self.agent, "replay_buffer", None)
+        if buffer is not None and self.env is None:
+            state["buffer"] = buffer.state_dict()
+        elif buffer is not None:
+            buffer.save(os.path.join(self.path, "replay_buffer.npz.tmp"))
+            os.replace(os.path.join(self.path, "replay_buffer.npz.tmp"), os.path.join(self.path, "replay_buffer.npz"))
+        torch.save(state, os.path.join(self.path, "resume.pt.tmp"))
+        os.replace(os.path.join(self.path, "resume.pt.tmp"), os.path.join(self.path, "resume.pt"))
+
+    def steps(self, count: int, size: int = 1):
+        """Yields t = loop.t, ..., count - 1 (a new run from 0, a resumed one from where it stopped); each t is
+        `size` environment steps (PPO: a rollout). After each, loop.t moves on, the harness evaluates (at step 0,
+        after every eval_freq environment steps, and at the end), and a stop request stops the run there."""
+        loop, args = self.loop, self.args
+        loop.size = size
+        # Evaluations written after the saved state (by a run killed later without saving one) are redone.
+        self.logger.rows = [row for row in self.logger.rows if int(row[0]) <= loop.t * size]
+        self.progress = Progress(count * size, loop.t * size, args.run.progress)
+        self.last = (loop.t * size, time.time())  # step and time of the last evaluation, for the speed
+        if loop.t == 0 and not self.logger.rows:
+            self.evaluate(0)
+        while loop.t < count:
+            yield loop.t
+            loop.t += 1
+            step = loop.t * size
+            if step // args.eval_freq > (step - size) // args.eval_freq or loop.t == count:
+                self.evaluate(step)
+            self.progress.update(step)
+            if self.stop.requested:
+                raise Stop
+
+    def evaluate(self, step: int):
+        """An evaluation, logged (evaluations.csv, TensorBoard, a console line), and model.pt and a video if asked."""
+        returns = evaluate(self.agent, self.eval_env, self.args.eval_episodes)
+        self.logger.evaluation(step, time.time() - self.start_time, returns)
+        for name, value in self.agent.losses.items():
+            self.logger.scalar(f"losses/{name}", value, step)
+        speed = (step - self.last[0]) / max(time.time() - self.last[1], 1e-9)
+        self.logger.scalar("train/SPS", speed, step)
+        total = self.progress.total or step
+        left = format_time((total - step) / speed) if speed else "-"
+        score = f" | normalized {normalized_score(returns.mean(), self.ref_returns):6.1f}" if self.ref_returns else ""
+        self.progress.write(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
+                            f"{speed:6.1f} steps/s | {left} left", returns.mean())
+        if self.args.run.save_model:
+            save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
+        if self.video is not None and ((len(self.logger.rows) - 1) % self.args.run.video_every == 0 or step == total):
+            self.video.record(self.agent, step)
+        self.last = (step, time.time())
+
+    def log_episode(self, episode: dict, step: int):
+        """A training episode's return and length (info["episode"] of make_env's environments) and the losses."""
+        self.logger.scalar("train/episode_return", episode["r"], step)
+        self.logger.scalar("train/episode_length", episode["l"], step)
+        for name, value in self.agent.losses.items():
+            self.logger.scalar(f"losses/{name}", value, step)
+
+    def init_loop(self, **initial) -> SimpleNamespace:
+        """The loop's state with main's own fields added at these initial values (a resumed run keeps its own)."""
+        for name, value in initial.items():
+            if not hasattr(self.loop, name):
+                setattr(self.loop, name, value)
+        return self.loop
+
+    def check_stop(self):
+        """Honours a stop request inside a step (between two gradient steps of a long one)."""
+        if self.stop.requested:
+            raise Stop
+
+    def close(self, stopped: bool):
+        """The end of a run: a stopped one writes its resumable state, a finished one removes it."""
+        self.progress.close()
+        step = self.loop.t * self.loop.size
+        if stopped:
+            self.save()
+        else:
+            for name in ("resume.pt", "replay_buffer.npz"):  # a finished run has nothing to resume
+                if os.path.exists(os.path.join(self.path, name)):
+                    os.remove(os.path.join(self.path, name))
+        if self.args.run.save_model:
+            save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
+        self.release()
+        if stopped:
+            print(f"interrupted at step {step}; to continue: python {ALGO}.py --resume {self.path}", file=sys.stderr)
+
+    def release(self):
+        """The logs flushed and closed, the renderer freed, the signal handlers as they were."""
+        self.progress.close()
+        if self.video is not None:
+            self.video.close()
+        self.logger.close()
+        self.stop.close()
+
+
+class Progress:
+    """The live progress line (tqdm) on a terminal, with the last evaluation's return; none when stderr is not a
+    terminal (CI, cluster logs) or with --no-progress. Console lines go through write(), above the line."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.total = total
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5,
+                        disable=not (enabled and sys.stderr.isatty()))
+
+    def update(self, step: int):
+        self.bar.update(step - self.bar.n)
+
+    def write(self, line: str, last_return: float):
+        self.bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+        self.bar.set_postfix_str(f"eval {last_return:.1f}", refresh=False)
+
+    def close(self):
+        self.bar.close()
+
+
 def seed_everything(seed: int):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def make_agent(env: gym.Env, args: Args, device: torch.device) -> Agent:
-    return Agent(env.observation_space.shape[0], env.action_space.shape[0], args, device)
-
-
-def run_eval_only(args: Args, device: torch.device):
-    checkpoint = load_model(args.eval_only)
-    saved = Args(**checkpoint["args"])
-    env = make_env(saved.env, args.seed + 100, **parse_env_kwargs(saved.env_kwargs))
-    agent = make_agent(env, saved, device)
-    try:
-        agent.load_state_dict(checkpoint["agent"])
-    except (KeyError, RuntimeError) as e:
-        raise UsageError(f"{args.eval_only} does not match {saved.env}: {e}")
-    returns = evaluate(agent, env, args.eval_episodes)
-    ref = reference_returns(saved.env, {}, args.ref_returns or saved.ref_returns)
-    score = f", normalized score {normalized_score(returns.mean(), ref):.1f}" if ref else ""
-    print(f"{saved.env} {ALGO} (step {checkpoint['step']}): mean return {returns.mean():.1f} +- {returns.std():.1f}"
-          f" over {args.eval_episodes} episodes{score}")
-
-
-def main(args: Args):
-    check_args(args)
-    resume = None
-    if args.resume:
-        resume = load_resume_state(args.resume)
-        args = replace(Args(**resume["args"]), device=args.device, torch_threads=args.torch_threads,
-                       no_progress=args.no_progress, resume=args.resume, compile=args.compile,
-                       cudagraphs=args.cudagraphs)
-    device = resolve_device(args.device)
-    if args.cudagraphs and device.type != "cuda":
-        raise UsageError(f"--cudagraphs needs a CUDA device, got --device {args.device} ({device})")
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
+def launch(args) -> str:
+    """Checks args, then evaluates a saved model (--eval-only) or trains with main(): a new run or, with --resume,
+    the stopped one from where it stopped. Returns the run folder; exits with status 130 after a stop request."""
+    check(args)
+    saved = None
+    if args.run.resume:
+        saved = load_resume_state(args.run.resume)
+        now, args = args, args_from_dict(saved["args"])  # the saved arguments, but where and how it runs now:
+        run = replace(args.run, **{name: getattr(now.run, name) for name in ("device", "torch_threads", "progress",
+                                                                               "resume")})
+        args = replace(args, run=run, **{name: getattr(now, name) for name in ("compile", "cudagraphs")
+                                         if hasattr(now, name)})
+    device = resolve_device(args.run.device)
+    if getattr(args, "cudagraphs", False) and device.type != "cuda":
+        raise UsageError(f"--cudagraphs needs a CUDA device, got --device {args.run.device} ({device})")
+    if args.run.torch_threads > 0:
+        torch.set_num_threads(args.run.torch_threads)
     seed_everything(args.seed)
-    if args.eval_only:
-        return run_eval_only(args, device)
-
-    # Offline: the dataset replaces the environment for training; it names the evaluation environment.
-    if args.dataset is None:
-        raise UsageError("--dataset PATH is required: a D4RL-layout HDF5 file or a Minari dataset folder")
-    dataset, info = load_dataset(args.dataset, args.env_version)
-    if args.env is None:
-        if info["env"] is None:
-            raise UsageError(f"cannot tell which environment {args.dataset} comes from: pass --env")
-        args = replace(args, env=info["env"], env_kwargs=args.env_kwargs or json.dumps(info["env_kwargs"]))
-    eval_env = make_env(args.env, args.seed + 100, **parse_env_kwargs(args.env_kwargs))
-    dataset = check_dataset(dataset, eval_env, args.dataset)
-    if len(dataset["rewards"]) < args.batch_size:
-        raise UsageError(f"{args.dataset} holds {len(dataset['rewards'])} transitions, fewer than --batch-size "
-                         f"{args.batch_size}")
-    ref_returns = reference_returns(args.env, info, args.ref_returns)
-    agent = make_agent(eval_env, args, device)
-    agent.load_dataset(dataset)
-    logger = RunLogger(args, device, args.resume, ref_returns, {"dataset_format": info["format"],
-                                                                "dataset_transitions": len(dataset["rewards"]),
-                                                                "ref_returns": ref_returns})
-    video = VideoRecorder(args, logger.path, **parse_env_kwargs(args.env_kwargs)) if args.capture_video else None
-    model_path = os.path.join(logger.path, "model.pt")
-
-    # The loop's state: everything besides the agent and the evaluation environment that --resume restores. The
-    # buffer is the dataset, read again on --resume; its fingerprint tells whether it is still the same data.
-    fingerprint = [len(dataset["rewards"]), sum(float(np.sum(v, dtype=np.float64)) for v in dataset.values())]
-    loop = {"t": 0, "wall_seconds": 0.0, "dataset": fingerprint}
-    if resume is not None:
-        if resume["loop"]["dataset"] != fingerprint:
-            raise UsageError(f"{args.dataset} is not the dataset the run in {args.resume} was trained on "
-                             f"({fingerprint[0]} transitions now, {resume['loop']['dataset'][0]} then, or other values)")
-        agent.load_state_dict(resume["agent"])
-        eval_env = restore_env(resume["envs"]["eval_env"])
-        if video is not None:
-            video.env = restore_env(resume["envs"]["video_env"])
-        loop = resume["loop"]
-        # Evaluations written after the saved state (a run killed later without saving one) are redone.
-        logger.rows = [row for row in logger.rows if int(row[0]) <= loop["t"]]
-        restore_rng(resume["rng"])
-    print(f"{ALGO} on {args.env} from {args.dataset} ({len(dataset['rewards'])} transitions), seed {args.seed}, "
-          f"device {device}: {logger.path}" + (f" (resumed at step {loop['t']})" if resume else ""))
-
-    start_time = time.time() - loop["wall_seconds"]
-    run_start, run_start_step = time.time(), loop["t"]  # this process's training speed
-    progress = Progress(args.total_timesteps, loop["t"], args.no_progress)
-    stop = GracefulExit()
-
-    def evaluate_and_log(step: int):
-        returns = evaluate(agent, eval_env, args.eval_episodes)
-        logger.evaluation(step, time.time() - start_time, returns)
-        for name, value in agent.losses.items():
-            logger.scalar(f"losses/{name}", value, step)
-        sps = (step - run_start_step) / (time.time() - run_start)
-        logger.scalar("train/SPS", sps, step)
-        left = format_time((args.total_timesteps - step) / sps) if sps else "-"
-        score = f" | normalized {normalized_score(returns.mean(), ref_returns):6.1f}" if ref_returns else ""
-        print(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
-              f"{sps:6.1f} train steps/s | {left} left", flush=True)
-        if args.save_model:
-            save_model(agent, args, model_path, step)
-        if video is not None and ((len(logger.rows) - 1) % args.video_every == 0 or step == args.total_timesteps):
-            video.record(agent, step)
-        return returns
-
-    # SIGINT and SIGTERM stop after the current gradient step (and its evaluation, if it has one): the state saved
-    # there is exact. Only a second Ctrl-C stops inside a step, and then nothing new is saved.
-    at_boundary = resume is not None
+    if args.run.eval_only:
+        return evaluate_saved(args, device)
+    run = Run(args, device, saved)
     try:
-        if resume is None:
-            evaluate_and_log(0)
-            at_boundary = True
-        for t in range(loop["t"], args.total_timesteps):
-            at_boundary = False
-            agent.train()  # one gradient step on a uniform batch of the dataset
-            if (t + 1) % args.eval_freq == 0:
-                progress.last_return = evaluate_and_log(t + 1).mean()
-            loop["t"] = t + 1
-            at_boundary = True
-            progress.update(t + 1)
-            if stop.requested:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        progress.close()
-        if not at_boundary:
-            logger.close()
-            print(f"interrupted inside step {loop['t'] + 1}: no resumable state written (one Ctrl-C stops after the "
-                  f"step and writes one); evaluations so far are in {logger.path}", file=sys.stderr)
-            sys.exit(130)
-        loop.update(wall_seconds=time.time() - start_time)
-        envs = {"eval_env": eval_env} | ({"video_env": video.env} if video else {})
-        save_resume_state(logger.path, agent, args, loop, envs)
-        if args.save_model:
-            save_model(agent, args, model_path, loop["t"])
-        logger.close()
-        print(f"interrupted at step {loop['t']}; to continue: python {ALGO}.py --resume {logger.path}", file=sys.stderr)
+        main(run)
+    except Stop:
+        run.close(stopped=True)
         sys.exit(130)
-    finally:
-        if video is not None:
-            video.close()
-    progress.close()
-    if args.save_model:
-        save_model(agent, args, model_path, args.total_timesteps)
-    if os.path.exists(os.path.join(logger.path, "resume.pt")):  # a finished run has nothing to resume
-        os.remove(os.path.join(logger.path, "resume.pt"))
-    logger.close()
-    return logger.path
+    except BaseException:  # a second Ctrl-C, or an error: the logs are closed, nothing else is written
+        run.release()
+        raise
+    run.close(stopped=False)
+    return run.path
+
+
+def cli():
+    try:
+        launch(tyro.cli(Args, description=__doc__.splitlines()[0], config=(tyro.conf.OmitArgPrefixes,)))
+    except (UsageError, DatasetError) as e:
+        print(f"{ALGO}.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # before the run's own handler is installed: nothing to save yet
+        print(f"{ALGO}.py: interrupted before training started", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    try:
-        main(tyro.cli(Args))
-    except UsageError as e:
-        print(f"{ALGO}.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:  # before the training loop's own handler is installed: nothing to save yet
-        print(f"{ALGO}.py: interrupted before training started", file=sys.stderr)
-        sys.exit(130)
+    # Run as the module named after this file, not as __main__: the resumable state pickles classes defined here
+    # (NormalizedActions, a loop's objects) by module name, and so an import of the script can resume the run too.
+    import importlib
+
+    importlib.import_module(os.path.splitext(os.path.basename(__file__))[0]).cli()

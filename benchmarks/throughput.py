@@ -20,7 +20,6 @@ import os
 import sys
 import time
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -32,9 +31,12 @@ ONLINE = ["td3", "td7", "sac", "ddpg"]
 
 def off_policy_bench(name, env_id, device, steps, end_to_end=False, **flags):
     module = importlib.import_module(name)
-    env = gym.make(env_id)
+    args = module.Args(env=env_id, **flags)
+    env = module.make_env(args, 0)  # actions normalized to [-1, 1], as the scripts train
     state_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    agent = module.Agent(state_dim, action_dim, module.Args(**flags), device)
+    agent = module.Agent(state_dim, action_dim, args, device)
+    if flags:
+        module.compile_agent(agent, flags.get("cudagraphs", False))
     n, rng = 100_000, np.random.default_rng(0)
     agent.replay_buffer.load({"observations": rng.normal(size=(n, state_dim)),
                               "actions": rng.uniform(-1, 1, (n, action_dim)),
@@ -42,14 +44,13 @@ def off_policy_bench(name, env_id, device, steps, end_to_end=False, **flags):
                               "rewards": rng.normal(size=n), "terminals": rng.random(n) < 0.01})
     acting = {"use_checkpoint": False} if name == "td7" else {}
     state, _ = env.reset(seed=0)
-    scale, bias = (env.action_space.high - env.action_space.low) / 2, (env.action_space.high + env.action_space.low) / 2
 
     def run():
         nonlocal state
         for _ in range(steps):
             if end_to_end:
                 action = agent.select_action(state, use_exploration=True, **acting)
-                next_state, reward, terminated, truncated, _ = env.step(action * scale + bias)
+                next_state, reward, terminated, truncated, _ = env.step(action)
                 agent.replay_buffer.add(state, action, next_state, reward, terminated)
                 state = env.reset()[0] if terminated or truncated else next_state
             agent.train()
@@ -63,17 +64,16 @@ def off_policy_bench(name, env_id, device, steps, end_to_end=False, **flags):
 def ppo_bench(env_id, device, iterations):
     ppo = importlib.import_module("ppo")
     args = ppo.Args(env=env_id)
-    envs = ppo.make_vector_env(env_id, args.num_envs, 0)
+    envs = ppo.make_vector_env([ppo.make_env(args, i) for i in range(args.num_envs)])
     agent = ppo.Agent(envs.single_observation_space.shape[0], envs.single_action_space.shape[0], args, device)
-    rollout = ppo.Rollout(agent, envs, args.num_steps, 0)
+    rollout, state = ppo.Rollout(args.num_envs), envs.reset(seed=0)[0]
 
     def run():
+        nonlocal state
         for _ in range(iterations):
-            next_value, _ = rollout.collect()
-            advantages, returns = rollout.advantages(next_value)
-            agent.update(torch.from_numpy(rollout.obs).to(device).flatten(0, 1), rollout.actions.flatten(0, 1),
-                         rollout.log_probs.flatten(0, 1), advantages.flatten(), returns.flatten(),
-                         rollout.values.flatten())
+            state, _ = rollout.collect(agent, envs, state, args.num_steps)
+            advantages, returns = rollout.advantages(args.gamma, args.gae_lambda)
+            agent.update(rollout, advantages, returns)
 
     run()
     return lambda: iterations * args.num_steps * args.num_envs / timed(run)

@@ -19,13 +19,20 @@ def run_script(script: str, *args: str, timeout: float = 300, extra_env=None) ->
                           timeout=timeout, cwd=ROOT, env=env)
 
 
-def stop_at(module, k):
-    """A GracefulExit for `module` whose stop request comes at the k-th check (the training loops check
-    once per step: an environment step, a gradient step offline, an iteration for PPO)."""
+def make_args(module, **flags):
+    """module.Args from keyword arguments; those of the harness (RunFlags: device, run_dir, ...) go to its run field."""
+    harness = module.RunFlags.__dataclass_fields__
+    return module.Args(**{name: value for name, value in flags.items() if name not in harness},
+                       run=module.RunFlags(**{name: value for name, value in flags.items() if name in harness}))
 
-    class StopAt(module.GracefulExit):
+
+def stop_at(module, k):
+    """StopRequests for `module` whose stop request comes at the k-th check (the harness checks once per step: an
+    environment step, a gradient step offline, an iteration for PPO; and between the gradient steps of a long one)."""
+
+    class StopAt(module.StopRequests):
         def __init__(self):
-            self.checks = 0
+            self.checks, self.previous = 0, {}
 
         @property
         def requested(self):
@@ -49,12 +56,12 @@ def evaluation_columns(run_path, *columns):
 
 
 def full_and_interrupted(module, common: dict, stop: int, tmp_path, monkeypatch):
-    """Runs module.main(Args(**common)) to the end in tmp_path/full, then again in tmp_path/parts stopped at
-    the stop-th check (see stop_at), which must exit with status 130. Returns both run folders."""
-    full = module.main(module.Args(run_dir=str(tmp_path / "full"), **common))
-    monkeypatch.setattr(module, "GracefulExit", stop_at(module, stop))
+    """Runs module.launch(make_args(module, **common)) to the end in tmp_path/full, then again in tmp_path/parts
+    stopped at the stop-th check (see stop_at), which must exit with status 130. Returns both run folders."""
+    full = module.launch(make_args(module, run_dir=str(tmp_path / "full"), **common))
+    monkeypatch.setattr(module, "StopRequests", stop_at(module, stop))
     with pytest.raises(SystemExit) as exit_info:
-        module.main(module.Args(run_dir=str(tmp_path / "parts"), **common))
+        module.launch(make_args(module, run_dir=str(tmp_path / "parts"), **common))
     monkeypatch.undo()
     assert exit_info.value.code == 130
     [folder] = os.listdir(tmp_path / "parts")

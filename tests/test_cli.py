@@ -32,10 +32,10 @@ def test_short_run_writes_the_run_folder_and_eval_only_reads_it(script, tmp_path
     assert {"torch", "gymnasium", "mujoco", "numpy", "python", "git_commit", "device"} <= set(config)
     with open(path / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["step"]) for r in rows] == [0, 200, 400]
+    assert [int(r["step"]) for r in rows] == [0, 200, 400, 450]  # every eval_freq steps, and the final policy
     assert len(rows[-1]["returns"].split()) == 2
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(path))
-    assert "step      400" in result.stdout
+    assert "step      400" in result.stdout and "step      450" in result.stdout
 
     evaluated = run_script(script, "--eval-only", str(path), "--eval-episodes", "2")
     assert evaluated.returncode == 0, evaluated.stderr

@@ -19,7 +19,10 @@ def trained(script, steps, device="cpu", **flags):
     """An agent on 1,000 random 5-d transitions after `steps` updates, and its critic loss at every step."""
     module = importlib.import_module(script)
     torch.manual_seed(0)
-    agent = module.Agent(5, 2, module.Args(**flags, **SMALL[script]), torch.device(device))
+    args = module.Args(**flags, **SMALL[script])
+    agent = module.Agent(5, 2, args, torch.device(device))
+    if args.compile or args.cudagraphs:  # as the harness does
+        module.compile_agent(agent, args.cudagraphs)
     rng = np.random.default_rng(0)
     agent.replay_buffer.load({"observations": rng.normal(size=(1000, 5)), "actions": rng.uniform(-1, 1, (1000, 2)),
                               "next_observations": rng.normal(size=(1000, 5)), "rewards": rng.normal(size=1000),
@@ -56,7 +59,8 @@ def assert_fast_path_follows_eager(script, flag, device, capsys):
                                rtol=1e-2, atol=1e-4)
     # The compiled policy acts as the eager one with the same weights, on every path select_action takes
     # (the exploration noise too, drawn from the same seeds).
-    fast.load_state_dict(eager.state_dict())
+    module = importlib.import_module(script)
+    module.load_agent_state(fast, module.agent_state(eager))
     paths = {"td7": [(True, False), (False, False), (False, True)], "td3_bc": [(False,)]}.get(script, [(False,), (True,)])
     for state in np.random.default_rng(2).normal(size=(5, 5)).astype(np.float32):
         for path in paths:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ddpg
-from conftest import evaluation_columns, full_and_interrupted, pendulum_rows, read_evaluations
+from conftest import evaluation_columns, full_and_interrupted, make_args, pendulum_rows, read_evaluations
 
 
 def make_agent(state_dim=3, action_dim=2, **kwargs):
@@ -39,7 +39,7 @@ def test_critic_target_is_one_critic_without_noise():
 
     for seed in (1, 2):  # the same loss whatever the random state: the target draws no noise
         probe = make_agent(discount=0.9)
-        probe.load_state_dict(agent.state_dict())
+        ddpg.load_agent_state(probe, ddpg.agent_state(agent))
         torch.manual_seed(seed)
         probe.update(state, action, next_state, reward, not_done)
         assert probe.losses["critic_loss"].item() == pytest.approx(expected, rel=1e-5)
@@ -135,7 +135,7 @@ def test_resumed_ou_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     saved = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
     assert saved["loop"]["t"] == 350 and np.abs(saved["agent"]["noise"]["x"].numpy()).sum() > 0
 
-    resumed = ddpg.main(ddpg.Args(resume=interrupted, device="cpu", torch_threads=1))
+    resumed = ddpg.launch(make_args(ddpg, resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted
     assert evaluation_columns(resumed, "step", "returns") == evaluation_columns(full, "step", "returns")
     assert [step for step, in evaluation_columns(resumed, "step")] == ["0", "100", "200", "300", "400", "500", "600"]

@@ -11,17 +11,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.wrappers import RecordEpisodeStatistics
 
 import ppo
-from conftest import (assert_videos, evaluation_columns, full_and_interrupted, read_evaluations,
+from conftest import (assert_videos, evaluation_columns, full_and_interrupted, make_args, read_evaluations,
                       signal_when_running, skip_if_wandb_installed)
 
 
 def make_agent(seed=0, env_id="InvertedPendulum-v4", **overrides):
     torch.manual_seed(seed)
-    args = ppo.Args(env=env_id, **overrides)
-    env = ppo.make_env(env_id, seed)
-    return ppo.make_agent(env, args, torch.device("cpu")), env
+    args = make_args(ppo, env=env_id, **overrides)
+    env = ppo.make_env(args, seed)
+    return ppo.Agent(env.observation_space.shape[0], env.action_space.shape[0], args, torch.device("cpu")), env
 
 
 def test_gae_with_termination_and_truncation_matches_hand_computation():
@@ -77,7 +78,7 @@ def test_normalization_statistics_survive_save_and_load(tmp_path):
 
     loaded, _ = make_agent(seed=1)
     checkpoint = ppo.load_model(str(tmp_path))
-    loaded.load_state_dict(checkpoint["agent"])
+    ppo.load_agent_state(loaded, checkpoint["agent"])
     assert checkpoint["step"] == 123
     for name in ("obs_rms", "return_rms"):
         saved, restored = getattr(agent, name), getattr(loaded, name)
@@ -115,11 +116,10 @@ def test_evaluation_normalizes_with_the_saved_statistics_and_never_updates_them(
     agent.obs_rms.var = np.array([0.01, 0.04, 0.5, 2.0])
     agent.obs_rms.count = 17.0
     before = {k: v.clone() for k, v in agent.obs_rms.state_dict().items()}
-    inputs = []
-    select_action = agent.select_action
-    agent.select_action = lambda state, use_exploration: inputs.append(state) or select_action(state, use_exploration)
+    inputs = []  # what the actor sees
+    agent.actor.register_forward_hook(lambda module, args, output: inputs.append(args[0].flatten().numpy().copy()))
 
-    env = ActedOnStates(ppo.make_env("InvertedPendulum-v4", 100))
+    env = ActedOnStates(ppo.make_env(agent.args, 100))
     returns = ppo.evaluate(agent, env, episodes=3)
 
     assert len(returns) == 3 and len(inputs) == len(env.acted_on) == returns.sum()  # reward 1 per step
@@ -151,16 +151,23 @@ def frozen_agent():
     return agent
 
 
-def pendulum_vector_env(num_envs):
-    return gym.vector.SyncVectorEnv(
-        [lambda: gym.make(PENDULUM, max_episode_steps=TIME_LIMIT) for _ in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+def pendulum_env(seed):
+    """The pendulum as the harness makes it (actions normalized to [-1, 1], episode statistics), time limit 7."""
+    return ppo.make_env(make_args(ppo, env=PENDULUM), seed, max_episode_steps=TIME_LIMIT)
 
 
-def rollout_data(agent, envs, seed, steps=32):
-    rollout = ppo.Rollout(agent, envs, steps, seed)
-    next_value, _ = rollout.collect()
-    advantages, returns = rollout.advantages(next_value)
+def collect(agent, num_envs, seed, steps=32):
+    """A Rollout collected on num_envs pendulums reset as the harness resets them (env i with seed + i)."""
+    envs = ppo.make_vector_env([pendulum_env(seed + i) for i in range(num_envs)])
+    state, _ = envs.reset(seed=seed)
+    rollout = ppo.Rollout(num_envs)
+    _, episodes = rollout.collect(agent, envs, state, steps)
+    return rollout, episodes
+
+
+def rollout_data(agent, num_envs, seed, steps=32):
+    rollout, _ = collect(agent, num_envs, seed, steps)
+    advantages, returns = rollout.advantages(agent.args.gamma, agent.args.gae_lambda)
     return {"obs": torch.from_numpy(rollout.obs), "actions": rollout.actions, "values": rollout.values,
             "rewards": torch.from_numpy(rollout.rewards), "dones": torch.from_numpy(rollout.dones),
             "final_values": rollout.final_values, "advantages": advantages, "returns": returns}
@@ -168,30 +175,29 @@ def rollout_data(agent, envs, seed, steps=32):
 
 def test_vector_env_rollouts_match_single_env_rollouts():
     agent = frozen_agent()
-    both = rollout_data(agent, pendulum_vector_env(2), seed=3)  # env i is reset with seed 3 + i
+    both = rollout_data(agent, 2, seed=3)  # env i is reset with seed 3 + i
     # Both kinds of episode end occur in each environment, so both paths are exercised.
     truncations = (both["final_values"] != 0).sum(0)
     terminations = both["dones"].sum(0) - truncations
     assert (truncations > 0).all() and (terminations > 0).all(), (truncations, terminations)
 
     for i in range(2):
-        alone = rollout_data(agent, pendulum_vector_env(1), seed=3 + i)
+        alone = rollout_data(agent, 1, seed=3 + i)
         for name, value in alone.items():
             torch.testing.assert_close(both[name][:, i], value[:, 0], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_truncation_bootstraps_from_the_true_final_observation():
     agent = frozen_agent()
-    rollout = ppo.Rollout(agent, pendulum_vector_env(1), 32, seed=3)
-    rollout.collect()
-    # Replay the rollout's actions on a plain environment (reset the way the vector env resets it) to get the true
-    # final observation of every episode the time limit cut.
-    env = gym.make(PENDULUM, max_episode_steps=TIME_LIMIT)
+    rollout, episodes = collect(agent, 1, seed=3)
+    # Replay the rollout's actions on a single environment (reset the way the vector env resets it) to get the true
+    # final observation of every episode the time limit cut, and each episode's return and length.
+    env = pendulum_env(3)
     env.reset(seed=3)
-    scale, bias = ppo.action_scale_bias(env.action_space)
-    truncated_at = []
+    truncated_at, ended, episode_return, episode_length = [], [], 0.0, 0
     for t in range(32):
-        state, _, terminated, truncated, _ = env.step(rollout.actions[t, 0].clamp(-1, 1).numpy() * scale + bias)
+        state, reward, terminated, truncated, _ = env.step(rollout.actions[t, 0].clamp(-1, 1).numpy())
+        episode_return, episode_length = episode_return + reward, episode_length + 1
         assert rollout.dones[t, 0] == float(terminated or truncated)
         if truncated and not terminated:
             truncated_at.append(t)
@@ -204,8 +210,12 @@ def test_truncation_bootstraps_from_the_true_final_observation():
         else:
             assert rollout.final_values[t, 0] == 0  # no bootstrap after a termination (or mid-episode)
         if terminated or truncated:
+            ended.append((t, episode_return, episode_length))
+            episode_return, episode_length = 0.0, 0
             env.reset()
     assert truncated_at and len(truncated_at) < rollout.dones.sum()  # truncations and terminations both occur
+    # The episodes the rollout reports for logging: where they ended, their raw (unscaled) returns and lengths.
+    assert [(t, pytest.approx(episode["r"]), episode["l"]) for t, episode in episodes] == ended
 
 
 def test_cli_short_run_writes_run_folder_and_eval_only_reads_it(script, tmp_path):
@@ -293,10 +303,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(env, tmp_path, 
     full, interrupted = full_and_interrupted(ppo, dict(env=env, **SHORT), 3, tmp_path, monkeypatch)
     assert [step for step, _ in evaluation_returns(interrupted)] == ["0", "128", "256", "384"]
     state = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
-    assert state["loop"]["iteration"] == 3 and state["loop"]["global_step"] == 384
-    assert (state["loop"]["rollout"]["episode_length"] > 0).any()  # stopped mid-episode
+    assert state["loop"]["t"] == 3  # iterations done
+    assert any(state["envs"][f"env_{i}"]["env"].episode_lengths > 0 for i in range(2))  # stopped mid-episode
+    assert (state["loop"]["rollout"].discounted_return != 0).any()  # reward scaling's state carries over
 
-    resumed = ppo.main(ppo.Args(resume=interrupted, device="cpu", torch_threads=1))
+    resumed = ppo.launch(make_args(ppo, resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted
     assert evaluation_returns(resumed) == evaluation_returns(full)
     assert not os.path.exists(os.path.join(resumed, "resume.pt"))  # finished: nothing left to resume
@@ -309,23 +320,30 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(env, tmp_path, 
 
 
 def test_a_second_ctrl_c_inside_an_iteration_writes_no_state(tmp_path, monkeypatch, capsys):
-    """A KeyboardInterrupt in the middle of an iteration leaves no resumable state that would not be exact."""
+    """Two Ctrl-C in the middle of an iteration stop at once and leave no resumable state that would not be exact."""
     update = ppo.Agent.update
     calls = []
 
     def interrupted_update(self, *args):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # asks to stop at the end of the iteration
+            signal.raise_signal(signal.SIGINT)  # stops now
         return update(self, *args)
 
     monkeypatch.setattr(ppo.Agent, "update", interrupted_update)
-    with pytest.raises(SystemExit) as exit_info:
-        ppo.main(ppo.Args(env="Pendulum-v1", run_dir=str(tmp_path), **SHORT))
-    assert exit_info.value.code == 130
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            ppo.launch(make_args(ppo, env="Pendulum-v1", run_dir=str(tmp_path), **SHORT))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert exit_info.value.code == 130 and len(calls) == 2
     [folder] = os.listdir(tmp_path)
     assert not os.path.exists(tmp_path / folder / "resume.pt")
-    assert "interrupted inside iteration 2, after step 128: no resumable state" in capsys.readouterr().err
+    assert [step for step, _ in evaluation_returns(tmp_path / folder)] == ["0", "128"]
+    assert "stopped at once: no resumable state written" in capsys.readouterr().err
 
 
 def test_sigterm_writes_a_resumable_state_and_exits_130(tmp_path):
@@ -335,8 +353,8 @@ def test_sigterm_writes_a_resumable_state_and_exits_130(tmp_path):
     assert returncode == 130, stderr
     [folder] = os.listdir(tmp_path)
     assert f"--resume {tmp_path / folder}" in stderr
-    state = torch.load(tmp_path / folder / "resume.pt", weights_only=False)
-    assert state["loop"]["global_step"] == 256 * state["loop"]["iteration"] > 0  # at an iteration boundary
+    state = torch.load(tmp_path / folder / "resume.pt", weights_only=False)  # its classes are ppo's, not __main__'s
+    assert state["loop"]["t"] > 0 and f"interrupted at step {256 * state['loop']['t']};" in stderr  # a boundary
 
 
 def test_resume_of_a_folder_without_state_is_one_line(script, tmp_path):
@@ -388,10 +406,11 @@ def test_reward_scaling_keeps_one_discounted_return_per_env():
     discounted returns are 1 (env 0: 1 step into its 3rd episode) and 1.5 (env 1: 2 steps into its 2nd);
     the scaled rewards divide by the running std of those returns (clipped at 10), recomputed here."""
     agent, _ = make_agent(seed=0, gamma=0.5)
-    envs = gym.vector.SyncVectorEnv([lambda: UnitRewardEnv(3), lambda: UnitRewardEnv(5)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    rollout = ppo.Rollout(agent, envs, 7, seed=0)
-    rollout.collect()
+    envs = ppo.make_vector_env([RecordEpisodeStatistics(UnitRewardEnv(3)), RecordEpisodeStatistics(UnitRewardEnv(5))])
+    state, _ = envs.reset(seed=0)
+    rollout = ppo.Rollout(2)
+    _, episodes = rollout.collect(agent, envs, state, 7)
+    assert [(t, episode["l"]) for t, episode in episodes] == [(2, 3), (4, 5), (5, 3)]
     np.testing.assert_allclose(rollout.discounted_return, [1.0, 1.5])
     returns, seen = np.zeros(2), []
     for t in range(7):

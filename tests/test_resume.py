@@ -5,10 +5,10 @@ import signal
 
 import pytest
 
-from conftest import evaluation_columns, full_and_interrupted, run_script, signal_when_running
+from conftest import evaluation_columns, full_and_interrupted, make_args, run_script, signal_when_running
 
 # The online off-policy scripts share these flags; ppo.py and td3_bc.py test theirs in their own files.
-SCRIPTS = [name for name in ("td3", "td7", "sac", "ddpg") if "resume" in __import__(name).Args.__dataclass_fields__]
+SCRIPTS = ["td3", "td7", "sac", "ddpg"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -21,7 +21,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(script, env, st
     assert len(evaluation_columns(interrupted, "step")) == stop // 100 + 1
     assert os.path.exists(os.path.join(interrupted, "resume.pt"))
 
-    resumed = module.main(module.Args(resume=interrupted, device="cpu", torch_threads=1))
+    resumed = module.launch(make_args(module, resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted
     assert evaluation_columns(resumed, "step", "returns") == evaluation_columns(full, "step", "returns")
     assert not os.path.exists(os.path.join(resumed, "resume.pt"))  # finished: nothing left to resume

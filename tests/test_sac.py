@@ -155,15 +155,16 @@ def test_targets_follow_the_critics_every_step():
 
 # --- evaluation -----------------------------------------------------------------------------------------
 
-class RecordingEnv:
+class RecordingEnv(gym.Env):
     """Three steps with known observations; records the environment actions it gets."""
 
     def __init__(self):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
         self.action_space = gym.spaces.Box(low=np.array([-2.0, 0.0]), high=np.array([2.0, 1.0]), dtype=np.float32)
         self.observations = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
         self.actions = []
 
-    def reset(self, seed=None):
+    def reset(self, seed=None, options=None):
         self.t = 0
         return self.observations[0], {}
 
@@ -176,7 +177,7 @@ class RecordingEnv:
 def test_deterministic_evaluation_is_tanh_of_the_mean():
     agent = make_agent()
     env = RecordingEnv()
-    sac.evaluate(agent, env, episodes=1)
+    sac.evaluate(agent, sac.NormalizedActions(env), episodes=1)  # as the harness makes every environment
     with torch.no_grad():
         mean, _ = agent.actor(torch.as_tensor(env.observations[:3]))
     expected = torch.tanh(mean).numpy() * np.array([2.0, 0.5]) + np.array([0.0, 0.5])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import td3
-from conftest import evaluation_columns, pendulum_rows
+from conftest import evaluation_columns, make_args, pendulum_rows
 
 STATE_DIM, ACTION_DIM, B = 3, 2, 5
 
@@ -95,16 +95,16 @@ def test_targets_move_by_tau_only_on_delayed_steps():
             assert not torch.equal(value, before[name])
 
 
-def test_action_scaling_round_trips_asymmetric_bounds():
-    space = gym.spaces.Box(low=np.array([-0.4, 0.0, -3.0]), high=np.array([0.4, 2.0, 1.0]), dtype=np.float32)
-    scale, bias = td3.action_scale_bias(space)
-    np.testing.assert_allclose(np.array([-1.0, -1.0, -1.0]) * scale + bias, space.low)
-    np.testing.assert_allclose(np.array([1.0, 1.0, 1.0]) * scale + bias, space.high)
-    space.seed(0)
-    env_action = np.stack([space.sample() for _ in range(100)])
-    normalized = (env_action - bias) / scale
-    assert normalized.min() >= -1 and normalized.max() <= 1
-    np.testing.assert_allclose(normalized * scale + bias, env_action, atol=1e-6)
+def test_normalized_actions_map_onto_asymmetric_bounds():
+    class Asymmetric(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        action_space = gym.spaces.Box(low=np.array([-0.4, 0.0, -3.0]), high=np.array([0.4, 2.0, 1.0]), dtype=np.float32)
+
+    env = td3.NormalizedActions(Asymmetric())
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    np.testing.assert_allclose(env.action(np.array([-1.0, -1.0, -1.0])), [-0.4, 0.0, -3.0])
+    np.testing.assert_allclose(env.action(np.array([1.0, 1.0, 1.0])), [0.4, 2.0, 1.0])
+    np.testing.assert_allclose(env.action(np.array([0.5, 0.0, -0.5])), [0.2, 1.0, -2.0])
 
 
 class BoundaryEnv(gym.Env):
@@ -134,13 +134,11 @@ gym.register("BoundaryEnv-v0", entry_point=BoundaryEnv, max_episode_steps=5)
 @pytest.mark.parametrize("module_name", ["td3", "td7"])
 def test_termination_is_done_and_truncation_is_not(module_name, monkeypatch, tmp_path):
     module = __import__(module_name)
-    agents = []
-    make_agent_original = module.make_agent
-    monkeypatch.setattr(module, "make_agent", lambda *a: agents.append(make_agent_original(*a)) or agents[-1])
-    args = module.Args(env="BoundaryEnv-v0", total_timesteps=30, start_timesteps=30, batch_size=16, eval_freq=1000,
-                       eval_episodes=1, run_dir=str(tmp_path), device="cpu")
-    module.main(args)
-    buffer = agents[0].replay_buffer  # the training agent (the first made)
+    runs, Run = [], module.Run
+    monkeypatch.setattr(module, "Run", lambda *a: runs.append(Run(*a)) or runs[-1])
+    module.launch(make_args(module, env="BoundaryEnv-v0", total_timesteps=30, start_timesteps=30, batch_size=16,
+                            eval_freq=1000, eval_episodes=1, run_dir=str(tmp_path), device="cpu"))
+    buffer = runs[0].agent.replay_buffer
     rows = buffer.transitions[:buffer.size]
     episode, step, not_done = rows[:, 3], rows[:, 4], rows[:, -1]  # [s (2) | a (1) | s' (2) | r | not_done]
     terminal = (episode % 2 == 0) & (step == 3)
@@ -151,9 +149,9 @@ def test_termination_is_done_and_truncation_is_not(module_name, monkeypatch, tmp
 def test_same_seed_same_evaluations(tmp_path):
     runs = []
     for i in range(2):
-        args = td3.Args(env="Pendulum-v1", total_timesteps=600, start_timesteps=300, eval_freq=300,
-                        eval_episodes=2, run_dir=str(tmp_path / str(i)), device="cpu", torch_threads=1, hdim=64)
-        runs.append(evaluation_columns(td3.main(args), "returns"))
+        args = make_args(td3, env="Pendulum-v1", total_timesteps=600, start_timesteps=300, eval_freq=300,
+                         eval_episodes=2, run_dir=str(tmp_path / str(i)), device="cpu", torch_threads=1, hdim=64)
+        runs.append(evaluation_columns(td3.launch(args), "returns"))
     assert len(runs[0]) == 3 and runs[0] == runs[1]
 
 

@@ -13,23 +13,26 @@ import torch
 import torch.nn.functional as F
 
 import td3_bc
+from conftest import assert_videos, evaluation_columns, full_and_interrupted, make_args, skip_if_wandb_installed
 from datasets_util import hopper, make_dataset, one_torch_thread, write_d4rl  # noqa: F401 (fixtures)
-from conftest import assert_videos, evaluation_columns, full_and_interrupted, skip_if_wandb_installed
+from lap_buffer import check_dataset, load_dataset
 
 
+def agent_for(env_id, args):
+    """A td3_bc agent sized for env_id's observations and actions."""
+    env = gym.make(env_id)
+    return td3_bc.Agent(env.observation_space.shape[0], env.action_space.shape[0], args, torch.device("cpu"))
 
 
 def hopper_agent(data, **kwargs):
-    env = gym.make("Hopper-v4")
-    args = td3_bc.Args(**({"hdim": 64, "batch_size": 64} | kwargs))
-    agent = td3_bc.make_agent(env, args, torch.device("cpu"))
-    agent.load_dataset(td3_bc.check_dataset(data, env, "hopper"))
+    agent = agent_for("Hopper-v4", td3_bc.Args(**({"hdim": 64, "batch_size": 64} | kwargs)))
+    agent.load_dataset(check_dataset(data, gym.make("Hopper-v4"), "hopper"))
     return agent
 
 
 def test_state_normalization_round_trips(hopper, tmp_path):
     torch.manual_seed(0)
-    data, _ = td3_bc.load_dataset(write_d4rl(str(tmp_path / "hopper-random-v2.hdf5"), hopper))
+    data, _ = load_dataset(write_d4rl(str(tmp_path / "hopper-random-v2.hdf5"), hopper))
     agent = hopper_agent(data)
     mean, std = data["observations"].mean(0), data["observations"].std(0) + 1e-3
     np.testing.assert_allclose(agent.state_mean.numpy().ravel(), mean, rtol=1e-5, atol=1e-6)
@@ -41,21 +44,21 @@ def test_state_normalization_round_trips(hopper, tmp_path):
     # Evaluation normalizes with the same statistics.
     s = data["observations"][7]
     expected = agent.actor(torch.as_tensor((s - mean) / std, dtype=torch.float32)[None]).detach().numpy().ravel()
-    np.testing.assert_allclose(agent.select_action(s), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(agent.eval_action(s), expected, rtol=1e-5, atol=1e-6)
 
     # save_model / load_model / a fresh agent: same statistics, same actions.
     args = agent.args
     td3_bc.save_model(agent, args, str(tmp_path / "model.pt"), 5)
     checkpoint = td3_bc.load_model(str(tmp_path))
-    fresh = td3_bc.make_agent(gym.make("Hopper-v4"), td3_bc.Args(**checkpoint["args"]), torch.device("cpu"))
+    fresh = agent_for("Hopper-v4", td3_bc.args_from_dict(checkpoint["args"]))
     assert not torch.equal(fresh.state_mean, agent.state_mean)
-    fresh.load_state_dict(checkpoint["agent"])
+    td3_bc.load_agent_state(fresh, checkpoint["agent"])
     assert torch.equal(fresh.state_mean, agent.state_mean) and torch.equal(fresh.state_std, agent.state_std)
-    np.testing.assert_array_equal(fresh.select_action(s), agent.select_action(s))
+    np.testing.assert_array_equal(fresh.eval_action(s), agent.eval_action(s))
     # A model for another environment is refused, not broadcast.
-    other = td3_bc.make_agent(gym.make("Walker2d-v4"), td3_bc.Args(**checkpoint["args"]), torch.device("cpu"))
+    other = agent_for("Walker2d-v4", td3_bc.args_from_dict(checkpoint["args"]))
     with pytest.raises(RuntimeError):
-        other.load_state_dict(checkpoint["agent"])
+        td3_bc.load_agent_state(other, checkpoint["agent"])
 
 
 @pytest.mark.parametrize("bc", [True, False])
@@ -104,7 +107,7 @@ def test_cli_run_folder_and_eval_only(script, hopper, tmp_path):
         assert float(r["normalized_score"]) == pytest.approx(expected, abs=2e-3)
     checkpoint = torch.load(run / "model.pt", weights_only=True)
     assert checkpoint["step"] == 200 and checkpoint["agent"]["training_steps"] == 200
-    data, _ = td3_bc.load_dataset(dataset)
+    data, _ = load_dataset(dataset)
     np.testing.assert_allclose(checkpoint["agent"]["state_mean"].numpy().ravel(), data["observations"].mean(0),
                                rtol=1e-5, atol=1e-6)
 
@@ -135,15 +138,15 @@ def test_bc_term_keeps_the_policy_near_the_data(tmp_path):
     rng = np.random.default_rng(0)
     data = make_dataset.collect(env, lambda obs: (swing_up(obs) + rng.normal(0, 0.2, 1)).clip(-2, 2), 4000, 0)
     make_dataset.write_dataset(str(tmp_path / "pendulum.hdf5"), data, {"env_id": "Pendulum-v1"})
-    eval_env = td3_bc.make_env("Pendulum-v1", 100)  # the evaluation episodes' starts
-    controller = np.mean(make_dataset.episode_returns(eval_env, swing_up, 10, 100))
+    eval_env = td3_bc.make_env(make_args(td3_bc, env="Pendulum-v1"), 100)  # the evaluations' (actions in [-1, 1])
+    controller = np.mean(make_dataset.episode_returns(eval_env, lambda obs: swing_up(obs) / 2.0, 10, 100))
     random = np.mean(make_dataset.episode_returns(eval_env, lambda obs: eval_env.action_space.sample(), 10, 100))
     assert controller > -250 and random < -1000
 
     final = {}
     for bc in (True, False):
-        path = td3_bc.main(td3_bc.Args(dataset=str(tmp_path / "pendulum.hdf5"), total_timesteps=6000, eval_freq=6000,
-                                       hdim=64, bc=bc, torch_threads=1, run_dir=str(tmp_path / "runs")))
+        path = td3_bc.launch(make_args(td3_bc, dataset=str(tmp_path / "pendulum.hdf5"), total_timesteps=6000,
+                                       eval_freq=6000, hdim=64, bc=bc, torch_threads=1, run_dir=str(tmp_path / "runs")))
         final[bc] = float(list(csv.DictReader(open(os.path.join(path, "evaluations.csv"))))[-1]["mean_return"])
     print(f"controller {controller:.1f}, random {random:.1f}, TD3+BC {final[True]:.1f}, no BC {final[False]:.1f}")
     assert final[True] > controller - 100, final  # close to the data's policy (random is ~1000 lower)
@@ -172,10 +175,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(hopper, tmp_pat
     # Another dataset at the same path: refused in one line, nothing changed.
     write_d4rl(dataset, hopper, replace={"rewards": hopper["rewards"] + 1.0})
     with pytest.raises(td3_bc.UsageError, match="is not the dataset"):
-        td3_bc.main(td3_bc.Args(resume=interrupted, device="cpu", torch_threads=1))
+        td3_bc.launch(make_args(td3_bc, resume=interrupted, device="cpu", torch_threads=1))
     write_d4rl(dataset, hopper)
 
-    resumed = td3_bc.main(td3_bc.Args(resume=interrupted, device="cpu", torch_threads=1))
+    resumed = td3_bc.launch(make_args(td3_bc, resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted
     assert evaluation_rows(resumed) == evaluation_rows(full)
     assert not os.path.exists(os.path.join(resumed, "resume.pt"))  # finished: nothing left to resume
@@ -185,6 +188,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(hopper, tmp_pat
     for part in ("actor", "actor_target", "critic", "critic_target"):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert torch.equal(a["state_mean"], b["state_mean"]) and torch.equal(a["state_std"], b["state_std"])
 
 
 def test_resume_of_a_folder_without_state_is_one_line(script, tmp_path):

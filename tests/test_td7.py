@@ -174,12 +174,12 @@ def test_hard_copies_and_clip_range_every_target_update_rate_steps():
     assert moved  # between the copies at 5 and 10 the running range left the clip range
 
 
-def test_state_dict_is_a_snapshot_of_the_value_range_updated_in_place():
+def test_agent_state_is_a_snapshot_of_the_value_range_updated_in_place():
     agent = agent_with_twenty_transitions()
     for _ in range(5):
         agent.train()
     names = ("Q_min", "Q_max", "running_min", "running_max")
-    saved = agent.state_dict()
+    saved = td7.agent_state(agent)
     values = [saved[name].item() for name in names]
     for _ in range(5):
         agent.train()

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 import td7
-from conftest import run_script
+from conftest import make_args, run_script
+from lap_buffer import check_dataset, load_dataset
 from datasets_util import hopper, make_dataset, one_torch_thread, write_d4rl, write_minari  # noqa: F401 (fixtures)
 
 HOPPER_SPEC = {"id": "Hopper-v4", "entry_point": "gymnasium.envs.mujoco.hopper_v4:HopperEnv",
@@ -27,8 +28,8 @@ def hopper_agent(data, **kwargs):
     torch.manual_seed(0)
     env = gym.make("Hopper-v4")
     args = td7.Args(**({"offline": True} | SMALL | kwargs))
-    agent = td7.make_agent(env, args, torch.device("cpu"))
-    agent.replay_buffer.load(td7.check_dataset(data, env, "hopper"))
+    agent = td7.Agent(env.observation_space.shape[0], env.action_space.shape[0], args, torch.device("cpu"))
+    agent.load_dataset(check_dataset(data, env, "hopper"))
     return agent
 
 
@@ -109,10 +110,10 @@ def test_actions_are_normalized_with_the_environment_bounds(tmp_path):
     assert np.abs(data["actions"]).max() > 1.5
     path = str(tmp_path / "pendulum.hdf5")
     make_dataset.write_dataset(path, data, {"env_id": "Pendulum-v1"})
-    dataset, info = td7.load_dataset(path)
+    dataset, info = load_dataset(path)
     assert info["env"] == "Pendulum-v1"
-    agent = td7.make_agent(env, td7.Args(offline=True, **SMALL), torch.device("cpu"))
-    agent.replay_buffer.load(td7.check_dataset(dataset, env, path))
+    agent = td7.Agent(3, 1, td7.Args(offline=True, **SMALL), torch.device("cpu"))
+    agent.load_dataset(check_dataset(dataset, env, path))
     stored = agent.replay_buffer.transitions[:agent.replay_buffer.size, 3:4].numpy()
     np.testing.assert_allclose(stored, dataset["actions"] / 2.0, rtol=1e-6)
 
@@ -140,7 +141,7 @@ def test_cli_run_folder_and_eval_only(hopper, tmp_path):
     run = tmp_path / "runs" / run
     config = json.load(open(run / "config.json"))
     assert config["env"] == "Hopper-v4" and config["dataset"] == dataset and config["algo"] == "td7"
-    assert config["offline"] is True and config["checkpoints"] is False and config["lmbda"] == 0.1
+    assert config["offline"] is True and config["lmbda"] == 0.1
     assert config["ref_returns"] == [-20.272305, 3234.3]
     assert config["dataset_transitions"] == 3000 - 1 - hopper["timeouts"][:-1].sum()
     rows = list(csv.DictReader(open(run / "evaluations.csv")))
@@ -153,10 +154,10 @@ def test_cli_run_folder_and_eval_only(hopper, tmp_path):
     checkpoint = td7.load_model(str(run))
     assert checkpoint["step"] == 200 and checkpoint["agent"]["training_steps"] == 200
     # Offline never checkpoints: the evaluated policy is the current actor, also when evaluated later.
-    saved = td7.Args(**checkpoint["args"])
-    env = td7.make_env(saved.env, 100, **td7.parse_env_kwargs(saved.env_kwargs))
-    agent = td7.make_agent(env, saved, torch.device("cpu"))
-    agent.load_state_dict(checkpoint["agent"])
+    saved = td7.args_from_dict(checkpoint["args"])
+    env = td7.make_env(saved, 100)
+    agent = td7.Agent(env.observation_space.shape[0], env.action_space.shape[0], saved, torch.device("cpu"))
+    td7.load_agent_state(agent, checkpoint["agent"])
     assert not same_weights(agent.checkpoint_actor, agent.actor)
     calls, select_action = [], agent.select_action
     agent.select_action = lambda state, use_checkpoint, use_exploration: \
@@ -172,8 +173,8 @@ def test_cli_run_folder_and_eval_only(hopper, tmp_path):
 def test_minari_folder_gives_environment_and_reference_returns(hopper, tmp_path):
     folder = write_minari(str(tmp_path), "mujoco/hopper/random-v0", hopper, HOPPER_SPEC,
                           {"ref_min_score": -20.0, "ref_max_score": 3000.0})
-    path = td7.main(td7.Args(offline=True, dataset=folder, total_timesteps=20, eval_freq=10, eval_episodes=1,
-                             torch_threads=1, run_dir=str(tmp_path / "runs"), **SMALL))
+    path = td7.launch(make_args(td7, offline=True, dataset=folder, total_timesteps=20, eval_freq=10, eval_episodes=1,
+                                torch_threads=1, run_dir=str(tmp_path / "runs"), **SMALL))
     config = json.load(open(os.path.join(path, "config.json")))
     assert config["env"] == "Hopper-v4" and json.loads(config["env_kwargs"]) == {"terminate_when_unhealthy": True}
     assert config["ref_returns"] == [-20.0, 3000.0] and config["dataset_format"] == "minari"
@@ -185,10 +186,10 @@ def test_minari_folder_gives_environment_and_reference_returns(hopper, tmp_path)
 
 
 def test_online_default_environment_is_unchanged(tmp_path):
-    args = td7.Args(total_timesteps=1, eval_freq=1, eval_episodes=1, buffer_size=10, torch_threads=1,
-                    run_dir=str(tmp_path), **SMALL)
+    args = make_args(td7, total_timesteps=1, eval_freq=1, eval_episodes=1, buffer_size=10, torch_threads=1,
+                     run_dir=str(tmp_path), **SMALL)
     assert args.env is None and not args.offline
-    path = td7.main(args)
+    path = td7.launch(args)
     assert os.path.basename(path).startswith("HalfCheetah-v4__td7__0__")
     config = json.load(open(os.path.join(path, "config.json")))
     assert config["env"] == "HalfCheetah-v4" and config["checkpoints"] is True

@@ -10,7 +10,7 @@ import torch
 
 import td7
 from datasets_util import random_hopper, write_d4rl
-from conftest import full_and_interrupted
+from conftest import full_and_interrupted, make_args
 
 SMALL = {"actor_hdim": 32, "critic_hdim": 32, "enc_hdim": 32, "zs_dim": 16, "batch_size": 32}
 
@@ -24,7 +24,7 @@ def rows(run_path):
 def full_and_resumed(common, stop, tmp_path, monkeypatch):
     full, interrupted = full_and_interrupted(td7, common, stop, tmp_path, monkeypatch)
     state = td7.load_resume_state(interrupted)
-    resumed = td7.main(td7.Args(resume=interrupted, device="cpu", torch_threads=1))
+    resumed = td7.launch(make_args(td7, resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted and not os.path.exists(os.path.join(resumed, "resume.pt"))
     assert not os.path.exists(os.path.join(resumed, "replay_buffer.npz"))
     full_model, resumed_model = td7.load_model(full), td7.load_model(resumed)
@@ -52,7 +52,7 @@ def test_resume_mid_assessment_equals_an_uninterrupted_run(checkpoints, tmp_path
                   steps_before_checkpointing=150, max_eps_when_checkpointing=2, target_update_rate=50, **SMALL)
     full, resumed, state = full_and_resumed(common, 730, tmp_path, monkeypatch)
     assert state["loop"]["t"] == 730 and state["loop"]["allow_train"] is True
-    assert state["loop"]["episode_steps"] == 130
+    assert state["envs"]["env"]["env"].episode_lengths == 130  # RecordEpisodeStatistics, mid-episode
     if checkpoints:
         assert state["agent"]["max_eps_before_update"] == 2 and state["agent"]["eps_since_update"] == 1
         assert state["agent"]["training_steps"] == 200  # trained at the episode end at 400 only so far
@@ -82,9 +82,9 @@ def test_agent_state_round_trip_restores_tensors_optimizers_and_checkpoint():
     for ep in range(3):
         agent.timesteps_since_update += 10
         agent.maybe_train_and_checkpoint(10, -float(ep))
-    state = agent.state_dict()
+    state = td7.agent_state(agent)
     other = td7.Agent(3, 2, args, torch.device("cpu"))
-    other.load_state_dict(state)
+    td7.load_agent_state(other, state)
     for name in ("actor", "critic", "encoder", "fixed_encoder", "fixed_encoder_target", "actor_target",
                  "critic_target", "checkpoint_actor", "checkpoint_encoder"):
         for a, b in zip(getattr(agent, name).state_dict().values(), getattr(other, name).state_dict().values()):
@@ -106,4 +106,4 @@ def test_agent_state_round_trip_restores_tensors_optimizers_and_checkpoint():
 def test_start_timesteps_below_batch_size_is_rejected_online_only():
     with pytest.raises(td7.UsageError, match="--start-timesteps"):
         td7.check_args(td7.Args(start_timesteps=10, batch_size=32))
-    td7.check_args(td7.Args(start_timesteps=0, batch_size=32, offline=True))  # offline has no random phase
+    td7.check_args(td7.Args(start_timesteps=0, batch_size=32, offline=True, dataset="d.hdf5"))  # offline has no random phase

@@ -8,7 +8,7 @@ import pytest
 from conftest import assert_videos, run_script, skip_if_wandb_installed
 
 # The online off-policy scripts share these flags; ppo.py and td3_bc.py test theirs in their own files.
-SCRIPTS = [name for name in ("td3", "td7", "sac", "ddpg") if "resume" in __import__(name).Args.__dataclass_fields__]
+SCRIPTS = ["td3", "td7", "sac", "ddpg"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -46,18 +46,22 @@ def test_track_mirrors_to_wandb_offline(script, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_progress_line_only_on_a_terminal(script, monkeypatch):
+def test_progress_line_only_on_a_terminal_and_never_mixed_with_evaluation_lines(script, monkeypatch):
     module = __import__(script)
-    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)  # the fallback line, without tqdm
-    for tty, disabled, shown in ((True, False, True), (False, False, False), (True, True, False)):
-        stream = io.StringIO()
-        stream.isatty = lambda tty=tty: tty
-        monkeypatch.setattr(module.sys, "stderr", stream)
-        progress = module.Progress(total=100, initial=0, disabled=disabled)
-        progress.last_return = -123.4
+    for tty, enabled, shown in ((True, True, True), (False, True, False), (True, False, False)):
+        err, out = io.StringIO(), io.StringIO()
+        err.isatty = lambda tty=tty: tty
+        monkeypatch.setattr(module.sys, "stderr", err)
+        monkeypatch.setattr(module.sys, "stdout", out)
+        progress = module.Progress(total=100, initial=0, enabled=enabled)
+        progress.bar.mininterval = 0  # draw at every update
         progress.update(10)
+        assert ("10/100" in err.getvalue()) == shown and "eval" not in err.getvalue()  # nothing to show yet
+        progress.write("step       10 | eval return    -123.4", -123.4)
+        progress.update(20)
         progress.close()
-        assert ("\rstep 10/100 | eval -123.4" in stream.getvalue()) == shown
+        assert out.getvalue() == "step       10 | eval return    -123.4\n"  # a whole line of its own
+        assert ("20/100" in err.getvalue() and "eval -123.4" in err.getvalue()) == shown
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -67,7 +71,7 @@ def test_first_signal_asks_to_stop_second_ctrl_c_stops_at_once(script):
     module = __import__(script)
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stop = module.GracefulExit()
+        stop = module.StopRequests()
         assert not stop.requested
         stop.handle(signal.SIGTERM, None)
         assert stop.requested  # the loop finishes its step, saves and exits 130

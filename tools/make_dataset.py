@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Literal, Optional, Tuple
 
 import gymnasium as gym
@@ -37,10 +38,12 @@ import tyro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import lap_buffer  # noqa: E402
 import td3  # noqa: E402
+from lap_buffer import DatasetError  # noqa: E402
 from td3 import UsageError  # noqa: E402
 
-D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
+D4RL_KEYS = lap_buffer.D4RL_KEYS + ("next_observations",)  # D4RL's keys, and the true next observations
 
 
 @dataclass
@@ -75,40 +78,20 @@ class Args:
     """replace --out if it exists"""
 
 
-def make_env(env_id: str, kwargs: dict, seed: int) -> gym.Env:
-    try:
-        env = gym.make(env_id, **kwargs)
-    except (gym.error.Error, ImportError, TypeError) as e:
-        raise UsageError(f"cannot make environment {env_id!r} with {kwargs}: {e}")
-    if not isinstance(env.action_space, gym.spaces.Box) or not isinstance(env.observation_space, gym.spaces.Box):
-        raise UsageError(f"{env_id} needs Box observation and action spaces")
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    return env
-
-
-def parse_env_kwargs(text: str) -> dict:
-    try:
-        kwargs = json.loads(text) if text.strip() else {}
-    except ValueError as e:
-        raise UsageError(f"--env-kwargs must be a JSON object: {e}")
-    if not isinstance(kwargs, dict):
-        raise UsageError(f"--env-kwargs must be a JSON object, got {text!r}")
-    return kwargs
-
-
 def collect(env: gym.Env, act, steps: int, seed: int) -> dict:
-    """`steps` rows in D4RL's layout from act(observation) -> environment action. A row where the time
-    limit hit (or the collection stopped inside an episode) has timeouts = 1; next_observations is the
-    true next observation."""
+    """`steps` rows in D4RL's layout from act(observation) -> an action of env. Actions are recorded in the
+    environment's own units: td3.make_env's environments take them in [-1, 1] and map them (NormalizedActions),
+    a plain gym.make one takes them as they are. A row where the time limit hit (or the collection stopped inside
+    an episode) has timeouts = 1; next_observations is the true next observation."""
+    units = env.get_wrapper_attr("action") if env.has_wrapper_attr("action") else np.asarray
     data = {key: [] for key in D4RL_KEYS}
     returns, episode_return = [], 0.0
     obs, _ = env.reset(seed=seed)
     for t in range(steps):
-        action = np.asarray(act(obs), np.float32)
+        action = act(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         timeout = (truncated and not terminated) or (t == steps - 1 and not terminated)
-        for key, value in zip(D4RL_KEYS, (obs, action, reward, terminated, timeout, next_obs)):
+        for key, value in zip(D4RL_KEYS, (obs, units(action), reward, terminated, timeout, next_obs)):
             data[key].append(value)
         episode_return += reward
         obs = next_obs
@@ -124,60 +107,59 @@ def as_arrays(data: dict) -> dict:
 
 
 def load_td3(path: str, device: str, env_kwargs: dict, seed: int):
-    """(agent, saved td3 Args, checkpoint step, env) of a td3.py model.pt."""
+    """(agent, saved td3 Args, checkpoint step, env) of a td3.py model.pt; env as td3.py makes it (actions in
+    [-1, 1]), with env_kwargs."""
     checkpoint = td3.load_model(path)
-    saved = replace(td3.Args(**checkpoint["args"]), buffer_size=1)  # no 1M-row buffer for acting
-    env = make_env(saved.env, env_kwargs, seed)
-    agent = td3.make_agent(env, saved, td3.resolve_device(device))
+    saved = replace(td3.args_from_dict(checkpoint["args"]), buffer_size=1)  # no 1M-row buffer for acting
+    env = td3.make_env(saved, seed, **env_kwargs)
+    agent = td3.Agent(env.observation_space.shape[0], env.action_space.shape[0], saved, td3.resolve_device(device))
     try:
-        agent.load_state_dict(checkpoint["agent"])
-    except (KeyError, RuntimeError) as e:
+        td3.load_agent_state(agent, checkpoint["agent"])
+    except (KeyError, AttributeError, RuntimeError) as e:
         raise UsageError(f"{path} does not match {saved.env} {env_kwargs or ''}: {e}")
     return agent, saved, checkpoint["step"], env
 
 
-def policy(agent, env: gym.Env, noise: float):
-    """act(observation) -> environment action: the model's action plus N(0, noise) in normalized units."""
-    scale, bias = td3.action_scale_bias(env.action_space)
-
+def policy(agent, noise: float):
+    """act(observation) -> the model's action in [-1, 1], plus N(0, noise) (clipped to [-1, 1]) if noise > 0."""
     def act(obs):
         action = agent.select_action(obs, use_exploration=False)
         if noise > 0:
             action = (action + np.random.normal(0, noise, size=action.shape)).clip(-1, 1)
-        return action * scale + bias
+        return action
     return act
 
 
-def train_td3(args: Args, env_kwargs: dict):
-    """td3.py's training loop (td3.main without its evaluations, which draw no random numbers from the
-    training's generators), recording every transition it stores; returns (data, agent, td3 Args)."""
+def train_td3(args: Args):
+    """td3.py's training loop (td3.main, without the harness's evaluations, which draw no random numbers from the
+    training's generators) from the same seed, recording every transition it stores with its action in the
+    environment's units; returns (data, agent, td3 Args)."""
     targs = td3.Args(env=args.env, seed=args.seed, total_timesteps=args.steps, start_timesteps=args.start_timesteps,
                      buffer_size=max(args.steps, 1))
     td3.seed_everything(args.seed)
-    env = make_env(args.env, env_kwargs, args.seed)
-    agent = td3.make_agent(env, targs, td3.resolve_device(args.device))
-    scale, bias = td3.action_scale_bias(env.action_space)
+    env = td3.make_env(args, args.seed)  # as td3.py's: actions in [-1, 1]
+    agent = td3.Agent(env.observation_space.shape[0], env.action_space.shape[0], targs, td3.resolve_device(args.device))
+    units = env.get_wrapper_attr("action")  # NormalizedActions.action: [-1, 1] to the environment's units
     data = {key: [] for key in D4RL_KEYS}
-    returns, episode_return = [], 0.0
+    returns = []
     state, _ = env.reset(seed=args.seed)
     start = time.time()
     for t in range(args.steps):
         if t < targs.start_timesteps:
-            action = (env.action_space.sample() - bias) / scale
+            action = env.action_space.sample()
         else:
             action = agent.select_action(state, use_exploration=True)
-        next_state, reward, terminated, truncated, _ = env.step(action * scale + bias)
+        next_state, reward, terminated, truncated, info = env.step(action)
         agent.replay_buffer.add(state, action, next_state, reward, terminated)
         timeout = (truncated and not terminated) or (t == args.steps - 1 and not terminated)
-        for key, value in zip(D4RL_KEYS, (state, action * scale + bias, reward, terminated, timeout, next_state)):
+        for key, value in zip(D4RL_KEYS, (state, units(action), reward, terminated, timeout, next_state)):
             data[key].append(value)
         state = next_state
-        episode_return += reward
         if t >= targs.start_timesteps:
             agent.train()
         if terminated or truncated:
-            returns.append(episode_return)
-            state, episode_return = env.reset()[0], 0.0
+            returns.append(info["episode"]["r"])
+            state, _ = env.reset()
         if (t + 1) % 10_000 == 0:
             recent = np.mean(returns[-10:]) if returns else float("nan")
             print(f"step {t + 1:>8d} | last 10 training episodes {recent:9.1f} | {time.time() - start:7.0f} s",
@@ -199,14 +181,14 @@ def write_dataset(path: str, data: dict, attrs: dict):
 
 
 def read_dataset(path: str) -> tuple:
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [key for key in D4RL_KEYS if key not in f]
-            if missing:
-                raise UsageError(f"{path} has no {', '.join(missing)}: not a dataset written by this tool")
-            return {key: f[key][()] for key in D4RL_KEYS}, dict(f.attrs)
-    except OSError as e:
-        raise UsageError(f"cannot read {path} as HDF5: {e}")
+    """(arrays, root attributes) of a dataset this tool wrote: D4RL's keys, checked by lap_buffer, and
+    next_observations."""
+    data, attrs = lap_buffer.read_d4rl(path)
+    with h5py.File(path, "r") as f:
+        if not isinstance(f.get("next_observations"), h5py.Dataset):
+            raise DatasetError(f"{path} has no next_observations: not a dataset written by this tool")
+        data["next_observations"] = f["next_observations"][()]
+    return data, attrs
 
 
 def provenance(env_id: str, env_kwargs: dict, args: Args) -> dict:
@@ -224,16 +206,16 @@ def summary(data: dict) -> dict:
 
 
 def make(args: Args):
-    env_kwargs = parse_env_kwargs(args.env_kwargs)
+    env_kwargs = td3.parse_env_kwargs(args.env_kwargs)
     if args.kind in ("random", "medium-replay"):
         if args.env is None:
             raise UsageError(f"--kind {args.kind} needs --env")
         if args.kind == "random":
-            env = make_env(args.env, env_kwargs, args.seed)
+            env = td3.make_env(args, args.seed)
             data = collect(env, lambda obs: env.action_space.sample(), args.steps, args.seed)
             attrs = provenance(args.env, env_kwargs, args) | summary(data)
         else:
-            data, agent, targs = train_td3(args, env_kwargs)
+            data, agent, targs = train_td3(args)
             model_path = os.path.splitext(args.out)[0] + ".model.pt"
             td3.save_model(agent, targs, model_path, args.steps)
             print(f"the policy at step {args.steps} is in {model_path} (use it with --kind medium)")
@@ -247,7 +229,7 @@ def make(args: Args):
         td3.seed_everything(args.seed)
         agent, saved, step, env = load_td3(args.model, args.device, env_kwargs, args.seed)
         noise = saved.exploration_noise if args.exploration_noise is None else args.exploration_noise
-        data = collect(env, policy(agent, env, noise), args.steps, args.seed)
+        data = collect(env, policy(agent, noise), args.steps, args.seed)
         write_dataset(args.out, data, provenance(saved.env, env_kwargs, args) | summary(data) | {
             "model": os.path.abspath(args.model), "checkpoint_step": step, "exploration_noise": noise})
     elif args.kind == "medium-expert":
@@ -272,7 +254,7 @@ def make(args: Args):
         td3.seed_everything(args.seed)
         agent, saved, step, env = load_td3(args.model, args.device, env_kwargs, args.seed)
         random_returns = episode_returns(env, lambda obs: env.action_space.sample(), args.episodes, args.seed)
-        expert_returns = episode_returns(env, policy(agent, env, 0.0), args.episodes, args.seed)
+        expert_returns = episode_returns(env, policy(agent, 0.0), args.episodes, args.seed)
         result = provenance(saved.env, env_kwargs, args) | {
             "env_kwargs": env_kwargs, "episodes": args.episodes,
             "ref_min_score": float(random_returns.mean()), "ref_max_score": float(expert_returns.mean()),
@@ -293,16 +275,10 @@ def make(args: Args):
 
 
 def episode_returns(env: gym.Env, act, episodes: int, seed: int) -> np.ndarray:
-    returns = np.zeros(episodes)
+    """Returns of `episodes` episodes of act(observation) -> an action of env, from env.reset(seed=seed), run as
+    td3.py's evaluations run."""
     env.reset(seed=seed)
-    for episode in range(episodes):
-        obs, _ = env.reset()
-        done = False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            returns[episode] += reward
-            done = terminated or truncated
-    return returns
+    return td3.evaluate(SimpleNamespace(eval_action=act), env, episodes)
 
 
 def main(args: Args):
@@ -323,7 +299,7 @@ def main(args: Args):
 if __name__ == "__main__":
     try:
         main(tyro.cli(Args))
-    except UsageError as e:
+    except (UsageError, DatasetError) as e:
         print(f"make_dataset.py: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
