@@ -19,6 +19,9 @@ O(B log N) per batch, vectorized over the batch. The tree stops growing upwards 
 fewer; the walk starts with one prefix sum over that top level (what the levels above it would
 hold), so at N = 1e6 it is a prefix sum over 977 nodes and two steps down. The cost is the number
 of small tensor operations, not the arithmetic, hence the wide nodes and the short walk.
+
+`save` writes the buffer to a folder of files of CHUNK rows, only those that changed since the last save, so
+that a run can snapshot its 1M-row buffer every few minutes; below the buffer is what fills it offline.
 """
 
 import json
@@ -31,6 +34,7 @@ import torch
 
 BRANCHING = 32
 TOP = 1024
+CHUNK = 16384  # rows per file of a saved buffer
 
 
 class SumTree:
@@ -102,6 +106,7 @@ class LAPBuffer:
 
     def _allocate(self, capacity: int):
         self.capacity, self.ptr, self.size = capacity, 0, 0
+        self.added = self.saved = 0  # rows added in all, and by the last save
         # One row per transition: [state | action | next_state | reward | not_done]; one copy per
         # add and one gather per sample, whatever the device.
         self.width = 2 * self.state_dim + self.action_dim + 2
@@ -121,6 +126,7 @@ class LAPBuffer:
             self.tree.update(torch.full((1,), self.ptr, device=self.device), self.max_priority.view(1))
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        self.added += 1
 
     def sample(self, batch_size: int):
         """Returns float32 tensors (state, action, next_state, reward, not_done) of `batch_size` rows,
@@ -147,7 +153,7 @@ class LAPBuffer:
 
     def state_dict(self) -> dict:
         """The counters and the priorities: with the rows (save, or the dataset that filled them), the whole buffer."""
-        state = {"capacity": self.capacity, "ptr": self.ptr, "size": self.size}
+        state = {"capacity": self.capacity, "ptr": self.ptr, "size": self.size, "added": self.added}
         if self.prioritized:
             state |= {"priorities": self.tree.leaves[:self.size].cpu(), "max_priority": self.max_priority.cpu()}
         return state
@@ -156,32 +162,46 @@ class LAPBuffer:
         """Counters and priorities back, onto rows already in place."""
         if state["capacity"] != self.capacity:
             raise ValueError(f"a buffer of capacity {state['capacity']} cannot be loaded into one of {self.capacity}")
-        self.ptr, self.size = state["ptr"], state["size"]
+        self.ptr, self.size, self.added = state["ptr"], state["size"], state["added"]
         if self.prioritized:
             self.tree.update(torch.arange(self.size, device=self.device), state["priorities"].to(self.device))
             self.max_priority = state["max_priority"].to(self.device)
 
-    def save(self, path: str):
-        """Writes the stored rows, the counters and the priorities to an .npz file (raw arrays, no pickling)."""
-        state = self.state_dict()
-        arrays = {"transitions": self.transitions[:self.size].cpu().numpy(),
-                  "counters": np.array([self.capacity, self.ptr, self.size])}
-        if self.prioritized:
-            arrays |= {"priorities": state["priorities"].numpy(), "max_priority": state["max_priority"].numpy()}
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+    def save(self, folder: str, version: int) -> dict:
+        """Writes the rows added since the last save (all of them the first time) to `folder`, as files
+        rows_<chunk>.<version>.npy of CHUNK rows, and returns the state that restores the buffer from there: its
+        state_dict and the files that hold the rows. Files that state does not name are left for prune(), so a
+        kill in the middle of a save leaves the state of the last one whole."""
+        os.makedirs(folder, exist_ok=True)
+        files = dict(getattr(self, "files", {}))
+        changed = min(self.added - self.saved, self.capacity)  # the positions before ptr, around the ring
+        start = (self.ptr - changed) % self.capacity
+        segments = [(start, self.ptr)] if start < self.ptr else [(start, self.capacity), (0, self.ptr)] * (changed > 0)
+        chunks = {chunk for first, stop in segments for chunk in range(first // CHUNK, (stop - 1) // CHUNK + 1)}
+        for chunk in sorted(chunks):
+            files[chunk] = f"rows_{chunk:05d}.{version}.npy"
+            rows = self.transitions[chunk * CHUNK:min((chunk + 1) * CHUNK, self.size)].cpu().numpy()
+            with open(os.path.join(folder, files[chunk]), "wb") as f:
+                np.save(f, rows)
+                f.flush()
+                os.fsync(f.fileno())
+        self.files, self.saved = files, self.added
+        return self.state_dict() | {"files": files}
 
-    def restore(self, path: str):
-        """Reads what `save` wrote: the buffer continues exactly where it was."""
-        with np.load(path) as arrays:
-            capacity, ptr, size = (int(x) for x in arrays["counters"])
-            self._allocate(capacity)
-            self.transitions[:size] = torch.from_numpy(arrays["transitions"]).to(self.device)
-            state = {"capacity": capacity, "ptr": ptr, "size": size}
-            if self.prioritized:
-                state |= {"priorities": torch.from_numpy(arrays["priorities"]),
-                          "max_priority": torch.from_numpy(arrays["max_priority"])}
-            self.load_state_dict(state)
+    def restore(self, folder: str, state: dict):
+        """The buffer as save() returned `state`: it continues exactly where it was."""
+        self._allocate(state["capacity"])
+        for chunk, name in state["files"].items():
+            rows = torch.from_numpy(np.load(os.path.join(folder, name)))
+            self.transitions[chunk * CHUNK:chunk * CHUNK + len(rows)] = rows.to(self.device)
+        self.load_state_dict(state)
+        self.files, self.saved = dict(state["files"]), self.added
+
+    @staticmethod
+    def prune(folder: str, state: dict):
+        """Removes the files of `folder` that a saved state no longer names (older versions, or a killed save's)."""
+        for name in set(os.listdir(folder)) - set(state["files"].values()):
+            os.remove(os.path.join(folder, name))
 
     def load(self, dataset: dict):
         """Fills the buffer from arrays with D4RL's keys (observations, actions, next_observations,
@@ -195,7 +215,7 @@ class LAPBuffer:
                    1.0 - np.asarray(dataset["terminals"], np.float32).reshape(-1, 1)]
         rows = np.concatenate([np.asarray(c, np.float32).reshape(n, -1) for c in columns], axis=1)
         self.transitions[:n] = torch.from_numpy(rows).to(self.device)
-        self.ptr, self.size = n % self.capacity, n
+        self.ptr, self.size, self.added = n % self.capacity, n, n
         if self.prioritized:
             self.tree.update(torch.arange(n, device=self.device), torch.ones(n, device=self.device))
             self.max_priority = torch.ones((), dtype=torch.float64, device=self.device)

@@ -1,17 +1,20 @@
 """LAPBuffer: sampling distributions, priorities, ring storage and errors."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
+import lap_buffer
 from lap_buffer import LAPBuffer, SumTree
 
 # Chi-square critical values at p = 0.001 (df = bins - 1).
 CHI2_CRIT = {49: 85.35, 999: 1143.9}
 
 
-def fill(buffer, n, state_dim=3, action_dim=2):
-    for i in range(n):
+def fill(buffer, n, state_dim=3, action_dim=2, start=0):
+    for i in range(start, start + n):
         buffer.add(np.full(state_dim, i), np.full(action_dim, 0.5), np.full(state_dim, i + 1), float(i), i % 7 == 0)
 
 
@@ -165,9 +168,9 @@ def test_save_and_restore_continue_exactly(prioritized, tmp_path):
     if prioritized:
         buffer.ind = torch.tensor([1, 4])
         buffer.update_priority(torch.tensor([3.0, 9.0]))
-    buffer.save(str(tmp_path / "buffer.npz"))
+    state = buffer.save(str(tmp_path), version=1)
     restored = LAPBuffer(3, 2, "cpu", capacity=1, prioritized=prioritized)
-    restored.restore(str(tmp_path / "buffer.npz"))
+    restored.restore(str(tmp_path), state)
     assert (restored.capacity, restored.ptr, restored.size) == (8, 3, 8)
     assert torch.equal(restored.transitions, buffer.transitions)
     if prioritized:
@@ -179,3 +182,30 @@ def test_save_and_restore_continue_exactly(prioritized, tmp_path):
     torch.manual_seed(5)
     second = restored.sample(4)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_a_save_writes_only_the_chunks_that_changed_and_keeps_the_last_state_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(lap_buffer, "CHUNK", 4)
+    buffer = LAPBuffer(3, 2, "cpu", capacity=10, prioritized=True)  # chunks of rows 0-3, 4-7, 8-9
+    fill(buffer, 6)
+    first = buffer.save(str(tmp_path), version=1)
+    assert first["files"] == {0: "rows_00000.1.npy", 1: "rows_00001.1.npy"}
+    assert len(np.load(tmp_path / "rows_00001.1.npy")) == 2  # rows 4 and 5: the rest is not filled yet
+    fill(buffer, 7, start=6)  # rows 6 to 9, then around the ring to 0, 1, 2
+    second = buffer.save(str(tmp_path), version=2)
+    assert second["files"] == {0: "rows_00000.2.npy", 1: "rows_00001.2.npy", 2: "rows_00002.2.npy"}
+    fill(buffer, 1, start=13)  # row 3 only
+    third = buffer.save(str(tmp_path), version=3)
+    assert third["files"] == {0: "rows_00000.3.npy", 1: "rows_00001.2.npy", 2: "rows_00002.2.npy"}
+    assert buffer.save(str(tmp_path), version=4)["files"] == third["files"]  # nothing new: nothing written
+    # A save that was killed before its state was kept leaves the state before it whole: restore from it.
+    restored = LAPBuffer(3, 2, "cpu", capacity=1, prioritized=True)
+    restored.restore(str(tmp_path), second)
+    expected = LAPBuffer(3, 2, "cpu", capacity=10, prioritized=True)
+    fill(expected, 13)
+    assert torch.equal(restored.transitions, expected.transitions) and restored.ptr == 3 and restored.added == 13
+    # prune removes what the kept state does not name.
+    LAPBuffer.prune(str(tmp_path), third)
+    assert sorted(os.listdir(tmp_path)) == sorted(third["files"].values())
+    restored.restore(str(tmp_path), third)
+    assert torch.equal(restored.transitions, buffer.transitions)
