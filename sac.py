@@ -83,6 +83,8 @@ def check_args(args: Args):
             nonnegative=("start_timesteps", "actor_lr", "critic_lr", "alpha_lr", "alpha"), unit=("discount", "tau"))
     if args.start_timesteps < args.batch_size:
         raise UsageError(f"--start-timesteps ({args.start_timesteps}) must be at least --batch-size ({args.batch_size})")
+    if args.buffer_size < args.batch_size:
+        raise UsageError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
 
 
 class Actor(nn.Module):
@@ -261,15 +263,18 @@ def main(run: "Run"):
 
 
 # ---- run harness: the same in every script below this line ----
-# What a run needs besides the algorithm: argument checks, the device, environments, evaluation, the run folder
-# and its logs, video, the progress line, stop requests, model files, exact resume and the compile wrapper.
-# launch() checks the arguments and hands main() a Run. The harness is repeated in every script so that each
-# file, with lap_buffer.py, can be copied and run on its own: a change to it goes into all six at once.
+# Everything a run needs besides the algorithm: argument checks, the device, environments, evaluation, the run
+# folder and its logs, video, the progress line, stop requests, model files, exact resume and the compile wrapper.
+# launch() checks the arguments and hands main() a Run. Repeated in every script so that each file, with
+# lap_buffer.py, can be copied and run on its own: change it in td3.py, then run tools/sync_harness.py.
 
+import contextlib
+import io
 import json
 import os
 import platform
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,7 +308,9 @@ class RunFlags:
     eval_only: Optional[str] = None
     """evaluate a saved model.pt (or the run folder holding it) and exit"""
     resume: Optional[str] = None
-    """continue the stopped run in this run folder exactly (its saved arguments are used)"""
+    """continue the stopped (or killed) run in this run folder exactly, from its last resumable state"""
+    snapshot_every: float = 10.0
+    """write the resumable state every this many minutes, so that a kill -9 loses at most that (0: only on a stop)"""
     capture_video: bool = False
     """record one evaluation episode to an mp4 in the run folder every video_every evaluations and at the end"""
     video_every: int = 10
@@ -321,7 +328,7 @@ class UsageError(Exception):
 
 
 class Stop(Exception):
-    """A stop request, honoured between two steps: the harness writes the resumable state and exits with 130."""
+    """A stop request honoured: the resumable state is written and the run exits with status 130."""
 
 
 def require(args, positive=(), nonnegative=(), unit=()):
@@ -335,22 +342,26 @@ def require(args, positive=(), nonnegative=(), unit=()):
 
 def check(args):
     """The checks every script shares, then the script's own (check_args)."""
+    for flags in (args, args.run):
+        for name, value in vars(flags).items():
+            if isinstance(value, float) and not np.isfinite(value):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
     require(args, positive=("total_timesteps", "eval_freq", "eval_episodes"))
-    require(args.run, positive=("video_every",), nonnegative=("torch_threads",))
+    require(args.run, positive=("video_every",), nonnegative=("torch_threads", "snapshot_every"))
+    if not 0 <= args.seed < 2 ** 32 - 200:  # numpy's seeds; the evaluation and video environments add 100 and 200
+        raise UsageError(f"--seed must be in [0, {2 ** 32 - 201}], got {args.seed}")
     check_args(args)
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
     except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         raise UsageError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name} asked for, but torch sees no CUDA device: use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"unsupported --device {name!r}: use auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -379,10 +390,20 @@ class NormalizedActions(gym.ActionWrapper):
         return action * self.scale + self.bias
 
 
+def mujoco_warning(text: str):
+    """MuJoCo's warnings, as one line on stderr instead of MUJOCO_LOG.TXT in the working directory. One is dropped:
+    MuJoCo 3 deprecates the settotalmass of gymnasium's HalfCheetah, Ant and Humanoid models, not ours to change."""
+    if "settotalmass" not in text:
+        print(f"MuJoCo warning: {text}", file=sys.stderr)
+
+
 def make_env(args, seed: int, **kwargs) -> gym.Env:
     """args.env from gym.make (with --env-kwargs and kwargs), checked, its actions normalized to [-1, 1], the
     return and length of each episode in info["episode"] at its end, and seeded; or a UsageError."""
     env_id, kwargs = args.env, parse_env_kwargs(getattr(args, "env_kwargs", "")) | kwargs
+    import mujoco
+
+    mujoco.set_mju_user_warning(mujoco_warning)
     try:
         with warnings.catch_warnings():  # v4 is the papers' version on purpose: no "out of date" warning
             warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
@@ -407,17 +428,15 @@ def make_env(args, seed: int, **kwargs) -> gym.Env:
 
 
 def make_vector_env(envs: list) -> gym.vector.SyncVectorEnv:
-    """Environments made by make_env, stepped together (PPO's --num-envs). SAME_STEP autoreset: when an episode
-    ends, the step returns the next episode's first observation and puts the true final one in infos["final_obs"]
-    (gymnasium 1.x's default, NEXT_STEP, would spend the following step on a reset). A SAME_STEP SyncVectorEnv
-    keeps no state of its own between steps, so a resumed run's environments are wrapped again as they are."""
+    """make_env's environments stepped together (PPO). SAME_STEP autoreset: an episode's last step returns the next
+    episode's first observation, the true final one in infos["final_obs"] (the default, NEXT_STEP, would spend a
+    step on the reset). Such a vector keeps no state of its own, so a resumed run's environments are wrapped again."""
     return gym.vector.SyncVectorEnv([lambda env=env: env for env in envs],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) -> np.ndarray:
-    """Returns of `episodes` episodes acted by agent.eval_action; the first episode's rendered frames are appended
-    to `frames` when given (env made with render_mode="rgb_array")."""
+    """Returns of `episodes` episodes acted by agent.eval_action; the first one's rendered frames go to `frames`."""
     returns = np.zeros(episodes)
     for episode in range(episodes):
         state, _ = env.reset()
@@ -454,22 +473,18 @@ class VideoRecorder:
     def record(self, agent, step: int):
         frames = []
         evaluate(agent, self.env, 1, frames)
-        fps = self.env.metadata.get("render_fps") or 30
         path = os.path.join(self.path, f"step_{step}.mp4")
-        self.imageio.mimwrite(path + ".tmp.mp4", frames, fps=fps, macro_block_size=1)
+        self.imageio.mimwrite(path + ".tmp.mp4", frames, fps=self.env.metadata.get("render_fps") or 30,
+                              macro_block_size=1)
         os.replace(path + ".tmp.mp4", path)
-
-    def close(self):
-        self.env.close()  # frees the GL context now, not in a destructor at interpreter exit
 
 
 def atomic_write(path: str, text: str):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with open(path + ".tmp", "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    os.replace(path + ".tmp", path)
 
 
 def versions() -> dict:
@@ -496,12 +511,17 @@ class RunLogger:
         self.header = ["step", "wall_seconds", "mean_return", "std_return", "returns"] + (
             ["normalized_score"] if ref_returns else [])
         self.rows = []
-        if flags.resume is None:
+        try:
             os.makedirs(self.path, exist_ok=True)
-            config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
-                                                   "torch_threads": torch.get_num_threads()} | (extra or {})
-            atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
-        elif os.path.exists(os.path.join(self.path, "evaluations.csv")):
+            if flags.resume is None:
+                config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
+                                                       "torch_threads": torch.get_num_threads()} | (extra or {})
+                atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
+            elif not os.access(self.path, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as e:
+            raise UsageError(f"cannot write the run folder {self.path}: {e.strerror or e}")
+        if flags.resume is not None and os.path.exists(os.path.join(self.path, "evaluations.csv")):
             with open(os.path.join(self.path, "evaluations.csv")) as f:
                 self.rows = [line.rstrip("\n").split(",") for line in f.readlines()[1:]]
         if flags.track:
@@ -536,9 +556,28 @@ class RunLogger:
             sys.modules["wandb"].finish()
 
 
+class Progress:
+    """The live progress line (tqdm) with the last evaluation's return, on a terminal only (not in CI or cluster
+    logs, nor with --no-progress). Console lines go through write(), above it, never into it."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.total = total
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5,
+                        disable=not (enabled and sys.stderr.isatty()))
+
+    def update(self, step: int):
+        self.bar.update(step - self.bar.n)
+
+    def write(self, line: str, last_return: float):
+        self.bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+        self.bar.set_postfix_str(f"eval {last_return:.1f}", refresh=False)
+
+
 class StopRequests:
-    """SIGINT and SIGTERM ask the run to stop between two steps, so that what it saves is consistent; a second
-    Ctrl-C stops at once, without a resumable state (the evaluations are on disk)."""
+    """SIGINT and SIGTERM ask the run to stop at its next safe point, within one gradient step, where it writes its
+    resumable state; the first says so at once. A second Ctrl-C stops at once, without writing one (the last
+    snapshot and the evaluations are on disk)."""
 
     def __init__(self):
         self.requested = False
@@ -546,9 +585,19 @@ class StopRequests:
 
     def handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
-            print("\nstopped at once: no resumable state written", file=sys.stderr)
+            self.say("\nstopped at once: no resumable state written\n")
             raise SystemExit(130)
+        if not self.requested:
+            self.say(f"\n{signal.Signals(signum).name}: stopping after the current gradient step, then saving "
+                     f"(Ctrl-C again: stop at once without saving)\n")
         self.requested = True
+
+    @staticmethod
+    def say(text: str):
+        try:  # straight to the file descriptor: the signal may come in the middle of a print
+            os.write(2, text.encode())
+        except OSError:
+            pass
 
     def close(self):
         for signum, handler in self.previous.items():
@@ -582,32 +631,36 @@ def args_from_dict(values: dict):
     return Args(**(values | {"run": RunFlags(**values["run"])}))
 
 
-def save_model(agent, args, path: str, step: int):
-    tmp = path + ".tmp"
-    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent_state(agent)}, tmp)
-    os.replace(tmp, path)
+def read_state(path: str, what: str, hint: str, weights_only: bool) -> dict:
+    """A model.pt or resume.pt of this script, read with torch.load on the CPU; a UsageError if it is not one."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no {what} at {path}: {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:
+        raise UsageError(f"cannot read {what} {path}: {type(e).__name__}: {str(e).strip().split('. ')[0]}")
+    if not isinstance(state, dict) or state.get("algo") != ALGO:
+        raise UsageError(f"{path} is not a {ALGO}.py {what}")
+    if "run" not in state["args"]:
+        raise UsageError(f"{path} was written by an older {ALGO}.py, before the run flags had a field of their own")
+    return state
 
 
 def load_model(path: str) -> dict:
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.pt")
-    if not os.path.isfile(path):
-        raise UsageError(f"no model file at {path}: pass a model.pt written by --save-model or its run folder")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().split("\n")[0]
-        raise UsageError(f"cannot read model file {path}: {type(e).__name__}: {reason}")
-    if not isinstance(checkpoint, dict) or checkpoint.get("algo") != ALGO:
-        raise UsageError(f"{path} is not a {ALGO}.py model")
-    if "run" not in checkpoint["args"]:
-        raise UsageError(f"{path} was written by an older {ALGO}.py, before the run flags had a field of their own")
-    return checkpoint
+    """A model.pt (or the run folder holding one) as save_model wrote it."""
+    return read_state(os.path.join(path, "model.pt") if os.path.isdir(path) else path, "model file",
+                      "pass a model.pt written by --save-model, or its run folder", weights_only=True)
+
+
+def save_model(agent, args, path: str, step: int):
+    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent_state(agent)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def evaluate_saved(args, device: torch.device):
     """--eval-only: a saved agent on its environment (seeded seed + 100), printed."""
-    checkpoint = load_model(args.run.eval_only)
+    path = args.run.eval_only
+    checkpoint = load_model(path)
     saved = args_from_dict(checkpoint["args"])
     saved = replace(saved, buffer_size=1) if hasattr(saved, "buffer_size") else saved  # acting needs no buffer
     env = make_env(saved, args.seed + 100)
@@ -615,7 +668,7 @@ def evaluate_saved(args, device: torch.device):
     try:
         load_agent_state(agent, checkpoint["agent"])
     except (KeyError, AttributeError, RuntimeError) as e:
-        raise UsageError(f"{args.run.eval_only} does not match {saved.env}: {e}")
+        raise UsageError(f"{path} does not match {saved.env}: {e}")
     returns = evaluate(agent, env, args.eval_episodes)
     ref = getattr(saved, "dataset", None) and reference_returns(saved.env, {}, args.ref_returns or saved.ref_returns)
     score = f", normalized score {normalized_score(returns.mean(), ref):.1f}" if ref else ""
@@ -624,9 +677,8 @@ def evaluate_saved(args, device: torch.device):
 
 
 def env_state(env: gym.Env) -> dict:
-    """An environment mid-episode, as --resume needs it: the wrapped environment pickled (time limit counter
-    included), its random generators, and MuJoCo's full integration state, which gymnasium's MuJoCo
-    environments do not pickle (they are rebuilt from their constructor arguments)."""
+    """An environment mid-episode: the wrapped environment pickled (its time limit and episode counters too), its
+    random generators, and MuJoCo's integration state, which gymnasium's MuJoCo environments do not pickle."""
     u = env.unwrapped
     state = {"env": env, "np_random": u.np_random.bit_generator.state,
              "action_space": env.action_space.np_random.bit_generator.state}
@@ -649,20 +701,6 @@ def restore_env(state: dict) -> gym.Env:
     return env
 
 
-def load_resume_state(path: str) -> dict:
-    file = os.path.join(path, "resume.pt")
-    if not os.path.isfile(file):
-        raise UsageError(f"no resumable state in {path}: --resume takes the folder of an interrupted {ALGO}.py run")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as e:
-        reason = str(e).strip().split("\n")[0]
-        raise UsageError(f"cannot read {file}: {type(e).__name__}: {reason}")
-    if not isinstance(state, dict) or state.get("algo") != ALGO:
-        raise UsageError(f"{file} is not a {ALGO}.py resumable state")
-    return state
-
-
 def rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -677,13 +715,10 @@ def restore_rng(rng: dict):
 
 
 def compiled(fn, cudagraphs=False, keep=None):
-    """--compile: fn through torch.compile, its first-compile time printed. If compiling fails (no C++
-    compiler, an unsupported op), one warning line and the eager fn from then on. A graph compiles when
-    first reached, before it runs: a failure in fn's first graph has changed nothing; one in a later
-    graph (reached on a later call, e.g. the first delayed actor step) may follow earlier graphs that
-    ran, and the eager rerun repeats them once. --cudagraphs: each call is a new step of torch's CUDA
-    graph trees, where a replay overwrites the outputs of the last one, so the tensors that fn leaves in
-    the dict `keep` (losses read when logged) are copied out after each call."""
+    """--compile: fn through torch.compile (its first-compile time printed), or, if compiling fails at any call,
+    one warning line and the eager fn from then on (a graph reached late, such as the first delayed actor step,
+    may follow graphs that ran: the eager rerun repeats them once). --cudagraphs: each call is a new step of torch's
+    CUDA graph trees, whose next replay overwrites this one's outputs: the tensors fn leaves in `keep` are copied."""
     torch._inductor.config.fallback_random = True  # eager's random numbers: a seed gives the same run
     fast, first = torch.compile(fn, mode="reduce-overhead" if cudagraphs else None), True
 
@@ -697,8 +732,8 @@ def compiled(fn, cudagraphs=False, keep=None):
                 torch.compiler.cudagraph_mark_step_begin()
             out = fast(*inputs)
         except Exception as e:  # torch raises many kinds here; any of them means "run eager"
-            reason = (str(e).splitlines() or [""])[0]
-            print(f"warning: torch.compile failed, running eager ({type(e).__name__}: {reason})", file=sys.stderr)
+            print(f"warning: torch.compile failed, running eager ({type(e).__name__}: "
+                  f"{(str(e).splitlines() or [''])[0]})", file=sys.stderr)
             fast = None
             return fn(*inputs)
         if cudagraphs and keep is not None:
@@ -720,16 +755,10 @@ def compile_agent(agent, cudagraphs: bool = False):
     agent.policy = compiled(agent.policy, cudagraphs)
 
 
-def format_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 class Run:
-    """A run as main() sees it: args, device, env (the training environment; None offline; PPO's vector of them),
-    eval_env, agent and loop, the training loop's state (t, the current state, and what main keeps there), which
-    is saved with the run and restored on --resume. steps() yields the loop's steps: between two, the harness
-    evaluates, logs and honours stop requests."""
+    """A run as main() sees it: args, env (the training environment; None offline; PPO's vector of them), agent,
+    and loop, the training loop's state (t, the current state, and main's own fields), saved with the run and
+    restored on --resume. steps() yields the loop's steps; between two, the harness evaluates, logs and stops."""
 
     def __init__(self, args, device: torch.device, saved: Optional[dict] = None):
         dataset, extra = None, {}
@@ -741,11 +770,11 @@ class Run:
                 args = replace(args, env=info["env"], env_kwargs=args.env_kwargs or json.dumps(info["env_kwargs"]))
         elif args.env is None:
             args = replace(args, env="HalfCheetah-v4")
-        self.args, self.device, self.ref_returns = args, device, None
+        self.args, self.ref_returns, self.env = args, None, None
         self.eval_env = make_env(args, args.seed + 100)
         self.agent = Agent(self.eval_env.observation_space.shape[0], self.eval_env.action_space.shape[0], args, device)
-        self.env = None
-        self.loop = SimpleNamespace(t=0, size=1, wall_seconds=0.0)  # size: the environment steps of one t
+        # t: steps done, each of `size` environment steps; substep: the parts of step t done (see substeps).
+        self.loop = SimpleNamespace(t=0, size=1, substep=0, snapshots=0, wall_seconds=0.0)
         if dataset is not None:
             dataset = check_dataset(dataset, self.eval_env.unwrapped, args.dataset)
             n = len(dataset["rewards"])
@@ -771,6 +800,7 @@ class Run:
             compile_agent(self.agent, args.cudagraphs)
         self.progress = Progress(0, 0, False)
         self.start_time = time.time() - self.loop.wall_seconds
+        self.next_snapshot = time.time() + 60 * args.run.snapshot_every
         self.stop = StopRequests()
         print(f"{ALGO} on {args.env}" + (f" from {args.dataset} ({n} transitions)" if dataset else "")
               + f", seed {args.seed}, device {device}: {self.path}"
@@ -790,10 +820,10 @@ class Run:
             raise UsageError(f"{self.args.dataset} is not the dataset the run in {self.path} was trained on")
         load_agent_state(self.agent, saved["agent"])
         buffer = getattr(self.agent, "replay_buffer", None)
-        if buffer is not None and "buffer" in saved:  # offline: the dataset's rows are in place, with priority 1
+        if buffer is not None and self.env is None:  # offline: the dataset's rows are in place
             buffer.load_state_dict(saved["buffer"])
         elif buffer is not None:
-            buffer.restore(os.path.join(self.path, "replay_buffer.npz"))
+            buffer.restore(os.path.join(self.path, "replay_buffer"), saved["buffer"])
         envs = {name: restore_env(state) for name, state in saved["envs"].items()}
         self.eval_env = envs["eval_env"]
         if self.video is not None:
@@ -806,24 +836,35 @@ class Run:
         restore_rng(saved["rng"])
 
     def save(self):
-        """The resumable state: <run>/resume.pt (pickled: resume only runs you trust) and, online, the replay
-        buffer in <run>/replay_buffer.npz."""
-        self.loop.wall_seconds = time.time() - self.start_time
+        """The resumable state, written so that a kill at any moment leaves the last one whole: online, the replay
+        buffer's new rows in new files of <run>/replay_buffer/; then <run>/resume.pt (pickled: resume only runs you
+        trust), replaced in one rename; then the buffer files it no longer names are removed."""
+        self.loop.wall_seconds, self.loop.snapshots = time.time() - self.start_time, self.loop.snapshots + 1
         state = {"algo": ALGO, "args": asdict(self.args), "agent": agent_state(self.agent), "loop": vars(self.loop),
                  "rng": rng_state(), "envs": {name: env_state(env) for name, env in self.envs().items()}}
-        buffer = getattr(self.agent, "replay_buffer", None)
-        if buffer is not None and self.env is None:
-            state["buffer"] = buffer.state_dict()
-        elif buffer is not None:
-            buffer.save(os.path.join(self.path, "replay_buffer.npz.tmp"))
-            os.replace(os.path.join(self.path, "replay_buffer.npz.tmp"), os.path.join(self.path, "replay_buffer.npz"))
-        torch.save(state, os.path.join(self.path, "resume.pt.tmp"))
+        buffer, folder = getattr(self.agent, "replay_buffer", None), os.path.join(self.path, "replay_buffer")
+        if buffer is not None:  # offline, the rows are the dataset's: the priorities are enough
+            state["buffer"] = buffer.state_dict() if self.env is None else buffer.save(folder, self.loop.snapshots)
+        with open(os.path.join(self.path, "resume.pt.tmp"), "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(os.path.join(self.path, "resume.pt.tmp"), os.path.join(self.path, "resume.pt"))
+        if buffer is not None and self.env is not None:
+            buffer.prune(folder, state["buffer"])
+        self.next_snapshot = time.time() + 60 * self.args.run.snapshot_every
+
+    def init_loop(self, **initial) -> SimpleNamespace:
+        """The loop's state with main's own fields added at these initial values (a resumed run keeps its own)."""
+        for name, value in initial.items():
+            if not hasattr(self.loop, name):
+                setattr(self.loop, name, value)
+        return self.loop
 
     def steps(self, count: int, size: int = 1):
-        """Yields t = loop.t, ..., count - 1 (a new run from 0, a resumed one from where it stopped); each t is
-        `size` environment steps (PPO: a rollout). After each, loop.t moves on, the harness evaluates (at step 0,
-        after every eval_freq environment steps, and at the end), and a stop request stops the run there."""
+        """Yields t = loop.t, ..., count - 1 (from 0, or where a resumed run stopped); each t is `size` environment
+        steps (PPO: a rollout). After each, loop.t moves on, the harness evaluates (at step 0, after every
+        eval_freq environment steps, and at the end), and a stop request stops the run there."""
         loop, args = self.loop, self.args
         loop.size = size
         # Evaluations written after the saved state (by a run killed later without saving one) are redone.
@@ -839,19 +880,19 @@ class Run:
             if step // args.eval_freq > (step - size) // args.eval_freq or loop.t == count:
                 self.evaluate(step)
             self.progress.update(step)
-            if self.stop.requested:
-                raise Stop
+            self.safe_point()
 
     def evaluate(self, step: int):
         """An evaluation, logged (evaluations.csv, TensorBoard, a console line), and model.pt and a video if asked."""
         returns = evaluate(self.agent, self.eval_env, self.args.eval_episodes)
         self.logger.evaluation(step, time.time() - self.start_time, returns)
+        speed = (step - self.last[0]) / max(time.time() - self.last[1], 1e-9)  # since the last evaluation
+        self.logger.scalar("train/SPS", speed, step)
         for name, value in self.agent.losses.items():
             self.logger.scalar(f"losses/{name}", value, step)
-        speed = (step - self.last[0]) / max(time.time() - self.last[1], 1e-9)
-        self.logger.scalar("train/SPS", speed, step)
         total = self.progress.total or step
-        left = format_time((total - step) / speed) if speed else "-"
+        hours, seconds = divmod(int((total - step) / speed) if speed else 0, 3600)
+        left = f"{hours}:{seconds // 60:02d}:{seconds % 60:02d}" if speed else "-"
         score = f" | normalized {normalized_score(returns.mean(), self.ref_returns):6.1f}" if self.ref_returns else ""
         self.progress.write(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
                             f"{speed:6.1f} steps/s | {left} left", returns.mean())
@@ -861,6 +902,24 @@ class Run:
             self.video.record(self.agent, step)
         self.last = (step, time.time())
 
+    def safe_point(self):
+        """A point where the run's state is whole (between two steps, or two parts of one): a stop request is
+        honoured here, and a snapshot is written when one is due (every --snapshot-every minutes)."""
+        if self.stop.requested:
+            raise Stop
+        if self.args.run.snapshot_every and time.time() >= self.next_snapshot:
+            self.save()
+
+    def substeps(self, count: int):
+        """Yields i = loop.substep, ..., count - 1: the parts of a long step (TD7's batch of gradient steps, PPO's
+        minibatch updates), with a safe point before each. A run stopped there resumes at that part: the step is
+        run again from its start, so what comes before its substeps must keep what it did in the loop's state."""
+        while self.loop.substep < count:
+            self.safe_point()
+            yield self.loop.substep
+            self.loop.substep += 1
+        self.loop.substep = 0
+
     def log_episode(self, episode: dict, step: int):
         """A training episode's return and length (info["episode"] of make_env's environments) and the losses."""
         self.logger.scalar("train/episode_return", episode["r"], step)
@@ -868,28 +927,15 @@ class Run:
         for name, value in self.agent.losses.items():
             self.logger.scalar(f"losses/{name}", value, step)
 
-    def init_loop(self, **initial) -> SimpleNamespace:
-        """The loop's state with main's own fields added at these initial values (a resumed run keeps its own)."""
-        for name, value in initial.items():
-            if not hasattr(self.loop, name):
-                setattr(self.loop, name, value)
-        return self.loop
-
-    def check_stop(self):
-        """Honours a stop request inside a step (between two gradient steps of a long one)."""
-        if self.stop.requested:
-            raise Stop
-
     def close(self, stopped: bool):
         """The end of a run: a stopped one writes its resumable state, a finished one removes it."""
-        self.progress.close()
         step = self.loop.t * self.loop.size
         if stopped:
             self.save()
-        else:
-            for name in ("resume.pt", "replay_buffer.npz"):  # a finished run has nothing to resume
-                if os.path.exists(os.path.join(self.path, name)):
-                    os.remove(os.path.join(self.path, name))
+        else:  # a finished run has nothing to resume
+            shutil.rmtree(os.path.join(self.path, "replay_buffer"), ignore_errors=True)
+            if os.path.exists(os.path.join(self.path, "resume.pt")):
+                os.remove(os.path.join(self.path, "resume.pt"))
         if self.args.run.save_model:
             save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
         self.release()
@@ -898,32 +944,11 @@ class Run:
 
     def release(self):
         """The logs flushed and closed, the renderer freed, the signal handlers as they were."""
-        self.progress.close()
+        self.progress.bar.close()
         if self.video is not None:
-            self.video.close()
+            self.video.env.close()  # frees the GL context now, not in a destructor at interpreter exit
         self.logger.close()
         self.stop.close()
-
-
-class Progress:
-    """The live progress line (tqdm) on a terminal, with the last evaluation's return; none when stderr is not a
-    terminal (CI, cluster logs) or with --no-progress. Console lines go through write(), above the line."""
-
-    def __init__(self, total: int, initial: int, enabled: bool):
-        self.total = total
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5,
-                        disable=not (enabled and sys.stderr.isatty()))
-
-    def update(self, step: int):
-        self.bar.update(step - self.bar.n)
-
-    def write(self, line: str, last_return: float):
-        self.bar.write(line, file=sys.stdout)
-        sys.stdout.flush()
-        self.bar.set_postfix_str(f"eval {last_return:.1f}", refresh=False)
-
-    def close(self):
-        self.bar.close()
 
 
 def seed_everything(seed: int):
@@ -938,7 +963,8 @@ def launch(args) -> str:
     check(args)
     saved = None
     if args.run.resume:
-        saved = load_resume_state(args.run.resume)
+        saved = read_state(os.path.join(args.run.resume, "resume.pt"), "resumable state",
+                           f"--resume takes the folder of a stopped {ALGO}.py run", weights_only=False)
         now, args = args, args_from_dict(saved["args"])  # the saved arguments, but where and how it runs now:
         run = replace(args.run, **{name: getattr(now.run, name) for name in ("device", "torch_threads", "progress",
                                                                                "resume")})
@@ -965,9 +991,53 @@ def launch(args) -> str:
     return run.path
 
 
-def cli():
+class Unbroken:
+    """stdout or stderr that a closed reader cannot break (python td7.py | tee log, then Ctrl-C, which ends tee):
+    what is written after that goes to /dev/null, and the run goes on to write its resumable state."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str):
+        try:
+            return self.stream.write(text)
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            return len(text)
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def parse_args():
+    """Args from the command line (tyro). Its errors (an unknown flag, a value of the wrong type) come as a box of
+    lines; they are made one line too: the box's first paragraph, and the flags it suggests."""
+    text = io.StringIO()
     try:
-        launch(tyro.cli(Args, description=__doc__.splitlines()[0], config=(tyro.conf.OmitArgPrefixes,)))
+        with contextlib.redirect_stderr(text):
+            return tyro.cli(Args, description=__doc__.splitlines()[0], config=(tyro.conf.OmitArgPrefixes,))
+    except SystemExit as e:
+        if not e.code:
+            raise
+        lines = [line.strip("│ ") for line in text.getvalue().splitlines() if line.startswith("│")]
+        first = " ".join(lines[:next((i for i, line in enumerate(lines) if set(line) == {"─"}), len(lines))])
+        flags = [line.split()[0] for line in lines if line.startswith("--") and "Perhaps you meant:" in lines]
+        raise UsageError(first + (f" (did you mean {', '.join(flags)}?)" if flags else "") + f"; see {ALGO}.py --help")
+    finally:
+        sys.stderr.write(text.getvalue() if not sys.exc_info()[0] else "")
+
+
+def cli():
+    """The command line (python <script>.py --help): bad input is one line on stderr and exit status 2."""
+    sys.stdout, sys.stderr = Unbroken(sys.stdout), Unbroken(sys.stderr)
+    try:
+        launch(parse_args())
     except (UsageError, DatasetError) as e:
         print(f"{ALGO}.py: error: {e}", file=sys.stderr)
         sys.exit(2)

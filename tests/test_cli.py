@@ -50,6 +50,12 @@ def test_short_run_writes_the_run_folder_and_eval_only_reads_it(script, tmp_path
     (["--discount", "1.5"], "--discount"),
     (["--eval-only", "/nonexistent/model.pt"], "no model file"),
     (["--cudagraphs", "--device", "cpu"], "--cudagraphs needs a CUDA device"),
+    (["--discount", "nan"], "--discount must be a finite number"),
+    (["--batch-size", "inf"], "Error parsing --batch-size"),  # tyro's errors are made one line too
+    (["--batch-szie", "3"], "Unrecognized options: --batch-szie, 3 (did you mean --batch-size?)"),
+    (["--snapshot-every", "-1"], "--snapshot-every must not be negative"),
+    (["--seed", "-1"], "--seed must be in [0, "),
+    (["--buffer-size", "100"], "--buffer-size (100) must be at least --batch-size (256)"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(script, arguments, message, tmp_path):
     result = run_script(script, *arguments, "--run-dir", str(tmp_path))
@@ -75,3 +81,10 @@ def test_malformed_model_file_is_one_line(script, tmp_path):
     bad.write_bytes(b"not a torch file")
     result = run_script(script, "--eval-only", str(bad))
     assert one_error_line(result) and "cannot read model file" in result.stderr
+
+
+@pytest.mark.parametrize("run_dir", ["/proc/no-such-folder", "{file}"])
+def test_a_run_folder_that_cannot_be_written_is_one_line(run_dir, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = run_script("td3.py", "--env", "Pendulum-v1", "--run-dir", run_dir.format(file=tmp_path / "file"))
+    assert one_error_line(result) and "cannot write the run folder" in result.stderr, result.stderr

@@ -4,6 +4,7 @@ import os
 import signal
 
 import pytest
+import torch
 
 from conftest import evaluation_columns, full_and_interrupted, make_args, run_script, signal_when_running
 
@@ -18,8 +19,9 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(script, env, st
     common = dict(env=env, total_timesteps=steps, start_timesteps=250, eval_freq=100, eval_episodes=2,
                   batch_size=32, device="cpu", torch_threads=1, save_model=True)
     full, interrupted = full_and_interrupted(module, common, stop, tmp_path, monkeypatch)
-    assert len(evaluation_columns(interrupted, "step")) == stop // 100 + 1
-    assert os.path.exists(os.path.join(interrupted, "resume.pt"))
+    t = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)["loop"]["t"]
+    assert 250 < t <= stop  # td7: fewer, when its stop came inside a batch (one check per gradient step)
+    assert len(evaluation_columns(interrupted, "step")) == t // 100 + 1
 
     resumed = module.launch(make_args(module, resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted
@@ -35,7 +37,7 @@ def test_sigterm_writes_a_resumable_state_and_exits_130(script, tmp_path):
     assert returncode == 130, stderr
     [folder] = os.listdir(tmp_path)
     assert f"--resume {tmp_path / folder}" in stderr
-    assert os.path.exists(tmp_path / folder / "resume.pt") and os.path.exists(tmp_path / folder / "replay_buffer.npz")
+    assert os.path.exists(tmp_path / folder / "resume.pt") and os.listdir(tmp_path / folder / "replay_buffer")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -188,15 +188,27 @@ def test_agent_state_is_a_snapshot_of_the_value_range_updated_in_place():
 
 
 class CountingAgent(td7.Agent):
-    def train(self):
-        self.training_steps += 1
+    """A TD7 agent whose gradient steps only count (and keep the checkpoint schedule of train())."""
+
+    def __init__(self, args):
+        super().__init__(STATE_DIM, ACTION_DIM, args, torch.device("cpu"))
+        for _ in range(4):
+            self.replay_buffer.add(np.zeros(STATE_DIM), np.zeros(ACTION_DIM), np.zeros(STATE_DIM), 0.0, False)
+
+    def update(self, state, *batch):
+        return torch.ones(len(state))
+
+
+def assess(agent, ep_timesteps, ep_return):
+    """An episode end as main() handles it: the assessment, then the gradient steps it releases."""
+    for _ in range(agent.maybe_train_and_checkpoint(ep_timesteps, ep_return)):
+        agent.train()
 
 
 def test_checkpoint_logic_with_scripted_returns():
     torch.manual_seed(0)
-    args = td7.Args(actor_hdim=H, critic_hdim=H, enc_hdim=H, zs_dim=4, buffer_size=10,
-                    steps_before_checkpointing=300, max_eps_when_checkpointing=3)
-    agent = CountingAgent(STATE_DIM, ACTION_DIM, args, torch.device("cpu"))
+    agent = CountingAgent(td7.Args(actor_hdim=H, critic_hdim=H, enc_hdim=H, zs_dim=4, buffer_size=10, batch_size=4,
+                                   steps_before_checkpointing=300, max_eps_when_checkpointing=3))
 
     def perturb_actor():
         with torch.no_grad():
@@ -204,39 +216,37 @@ def test_checkpoint_logic_with_scripted_returns():
 
     # First assessment: one episode, always becomes the checkpoint.
     perturb_actor()
-    agent.maybe_train_and_checkpoint(100, 50.0)
+    assess(agent, 100, 50.0)
     assert agent.best_min_return == 50.0 and same(agent.checkpoint_actor, agent.actor)
     assert agent.training_steps == 100
     # Worse than the checkpoint: no new checkpoint, but the 100 steps are trained.
     perturb_actor()
-    agent.maybe_train_and_checkpoint(100, 40.0)
+    assess(agent, 100, 40.0)
     assert agent.best_min_return == 50.0 and not same(agent.checkpoint_actor, agent.actor)
     assert agent.training_steps == 200
     # Better: replaces the checkpoint. Training crosses step 300: the switch to 3 episodes,
     # and the best score is lowered by the reset weight.
-    agent.maybe_train_and_checkpoint(150, 60.0)
+    assess(agent, 150, 60.0)
     assert same(agent.checkpoint_actor, agent.actor) and agent.training_steps == 350
     assert agent.max_eps_before_update == 3 and agent.best_min_return == pytest.approx(54.0)
     # Three episodes per assessment now: two good ones do not train yet.
     perturb_actor()
-    agent.maybe_train_and_checkpoint(10, 70.0)
-    agent.maybe_train_and_checkpoint(10, 65.0)
+    assert agent.maybe_train_and_checkpoint(10, 70.0) == 0 and agent.maybe_train_and_checkpoint(10, 65.0) == 0
     assert agent.training_steps == 350 and not same(agent.checkpoint_actor, agent.actor)
-    agent.maybe_train_and_checkpoint(10, 80.0)  # third: the min over the assessment (65) is the score
+    assess(agent, 10, 80.0)  # third: the min over the assessment (65) is the score, and 30 steps to train
     assert agent.best_min_return == 65.0 and same(agent.checkpoint_actor, agent.actor)
     assert agent.training_steps == 380
     # Early stop: the first episode below the bar ends the assessment and trains at once.
     perturb_actor()
-    agent.maybe_train_and_checkpoint(20, 30.0)
-    assert agent.training_steps == 400 and agent.best_min_return == 65.0
-    assert agent.eps_since_update == 0 and agent.min_return == 1e8
+    assert agent.maybe_train_and_checkpoint(20, 30.0) == 20
+    assert agent.best_min_return == 65.0 and agent.eps_since_update == 0 and agent.min_return == 1e8
 
 
 def test_reset_weight_lowers_a_negative_bar():
     torch.manual_seed(0)
-    args = td7.Args(actor_hdim=H, critic_hdim=H, enc_hdim=H, zs_dim=4, buffer_size=10, steps_before_checkpointing=5)
-    agent = CountingAgent(STATE_DIM, ACTION_DIM, args, torch.device("cpu"))
-    agent.maybe_train_and_checkpoint(10, -200.0)
+    agent = CountingAgent(td7.Args(actor_hdim=H, critic_hdim=H, enc_hdim=H, zs_dim=4, buffer_size=10, batch_size=4,
+                                   steps_before_checkpointing=5))
+    assess(agent, 10, -200.0)
     assert agent.best_min_return == pytest.approx(-220.0)  # the official * 0.9 would give -180
 
 

@@ -23,10 +23,10 @@ def rows(run_path):
 
 def full_and_resumed(common, stop, tmp_path, monkeypatch):
     full, interrupted = full_and_interrupted(td7, common, stop, tmp_path, monkeypatch)
-    state = td7.load_resume_state(interrupted)
+    state = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
     resumed = td7.launch(make_args(td7, resume=interrupted, device="cpu", torch_threads=1))
     assert resumed == interrupted and not os.path.exists(os.path.join(resumed, "resume.pt"))
-    assert not os.path.exists(os.path.join(resumed, "replay_buffer.npz"))
+    assert not os.path.exists(os.path.join(resumed, "replay_buffer"))
     full_model, resumed_model = td7.load_model(full), td7.load_model(resumed)
     for name, value in full_model["agent"].items():  # the same agent at the end, checkpoint included
         other = resumed_model["agent"][name]
@@ -47,10 +47,11 @@ def test_resume_mid_assessment_equals_an_uninterrupted_run(checkpoints, tmp_path
     # 200 gradient steps come at the episode end at 400, with the switch to 2 assessment episodes after 150
     # of them; the episode ending at 600 is the first of 2 assessing the policy, so the stop at 730 comes
     # mid-assessment (eps_since_update == 1); the episode end at 800 then trains 400 steps after the resume.
+    # The stop comes at a check: one after each environment step, and one before each gradient step of a batch.
     common = dict(env="Pendulum-v1", total_timesteps=900, start_timesteps=100, eval_freq=100, eval_episodes=2,
                   device="cpu", torch_threads=1, save_model=True, checkpoints=checkpoints,
                   steps_before_checkpointing=150, max_eps_when_checkpointing=2, target_update_rate=50, **SMALL)
-    full, resumed, state = full_and_resumed(common, 730, tmp_path, monkeypatch)
+    full, resumed, state = full_and_resumed(common, 730 + 200 * checkpoints, tmp_path, monkeypatch)
     assert state["loop"]["t"] == 730 and state["loop"]["allow_train"] is True
     assert state["envs"]["env"]["env"].episode_lengths == 130  # RecordEpisodeStatistics, mid-episode
     if checkpoints:
@@ -81,7 +82,8 @@ def test_agent_state_round_trip_restores_tensors_optimizers_and_checkpoint():
                                 1.0, False)
     for ep in range(3):
         agent.timesteps_since_update += 10
-        agent.maybe_train_and_checkpoint(10, -float(ep))
+        for _ in range(agent.maybe_train_and_checkpoint(10, -float(ep))):
+            agent.train()
     state = td7.agent_state(agent)
     other = td7.Agent(3, 2, args, torch.device("cpu"))
     td7.load_agent_state(other, state)

@@ -59,7 +59,7 @@ def test_progress_line_only_on_a_terminal_and_never_mixed_with_evaluation_lines(
         assert ("10/100" in err.getvalue()) == shown and "eval" not in err.getvalue()  # nothing to show yet
         progress.write("step       10 | eval return    -123.4", -123.4)
         progress.update(20)
-        progress.close()
+        progress.bar.close()
         assert out.getvalue() == "step       10 | eval return    -123.4\n"  # a whole line of its own
         assert ("20/100" in err.getvalue() and "eval -123.4" in err.getvalue()) == shown
 

@@ -81,7 +81,9 @@ def run_folder_state(path: str):
             last = int(float(lines[-1].split(",")[0]))
     except (OSError, ValueError):
         pass
-    return is_finished(config, last), last
+    # A resumable state means the run stopped, or was killed, before its end (after its last scheduled evaluation,
+    # say, when --total-timesteps is not a multiple of --eval-freq).
+    return is_finished(config, last) and not os.path.exists(os.path.join(path, "resume.pt")), last
 
 
 def is_finished(config: dict, last_step: int) -> bool:
