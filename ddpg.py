@@ -13,9 +13,7 @@ main(), the training loop. Below the marker is the run harness, the same in ever
 """
 
 from dataclasses import dataclass, field
-from typing import Optional
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn

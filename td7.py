@@ -16,7 +16,6 @@ import copy
 from dataclasses import dataclass, field
 from typing import Optional
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn

@@ -42,21 +42,28 @@ def test_short_run_writes_the_run_folder_and_eval_only_reads_it(script, tmp_path
     assert "mean return" in evaluated.stdout
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("arguments, message", [
+# Checks of the harness (the same text in every script: tests/test_layout.py) run on td3.py; those of each
+# script's own Args on all four.
+HARNESS_CASES = [
     (["--env", "NoSuchEnv-v0"], "NoSuchEnv"),
     (["--env", "CartPole-v1"], "Discrete"),
-    (["--batch-size", "0"], "--batch-size"),
-    (["--discount", "1.5"], "--discount"),
     (["--eval-only", "/nonexistent/model.pt"], "no model file"),
     (["--cudagraphs", "--device", "cpu"], "--cudagraphs needs a CUDA device"),
-    (["--discount", "nan"], "--discount must be a finite number"),
     (["--batch-size", "inf"], "Error parsing --batch-size"),  # tyro's errors are made one line too
     (["--batch-szie", "3"], "Unrecognized options: --batch-szie, 3 (did you mean --batch-size?)"),
     (["--snapshot-every", "-1"], "--snapshot-every must not be negative"),
     (["--seed", "-1"], "--seed must be in [0, "),
+]
+SCRIPT_CASES = [
+    (["--batch-size", "0"], "--batch-size"),
+    (["--discount", "1.5"], "--discount"),
+    (["--discount", "nan"], "--discount must be a finite number"),
     (["--buffer-size", "100"], "--buffer-size (100) must be at least --batch-size (256)"),
-])
+]
+
+
+@pytest.mark.parametrize("script, arguments, message", [("td3.py", *case) for case in HARNESS_CASES]
+                         + [(script, *case) for script in SCRIPTS for case in SCRIPT_CASES])
 def test_bad_input_is_one_line_and_exit_status_2(script, arguments, message, tmp_path):
     result = run_script(script, *arguments, "--run-dir", str(tmp_path))
     assert one_error_line(result), (result.returncode, result.stderr)

@@ -29,7 +29,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(script, env, st
     assert not os.path.exists(os.path.join(resumed, "resume.pt"))  # finished: nothing left to resume
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", ["td3", "td7"])  # td7: a stop may come inside a batch
 def test_sigterm_writes_a_resumable_state_and_exits_130(script, tmp_path):
     returncode, stderr = signal_when_running(f"{script}.py", [
         "--env", "Pendulum-v1", "--total-timesteps", "100000", "--eval-freq", "100000", "--torch-threads", "1",
@@ -40,7 +40,7 @@ def test_sigterm_writes_a_resumable_state_and_exits_130(script, tmp_path):
     assert os.path.exists(tmp_path / folder / "resume.pt") and os.listdir(tmp_path / folder / "replay_buffer")
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", ["td3"])  # the harness is the same text in every script (test_layout)
 def test_resume_of_a_folder_without_state_is_one_line(script, tmp_path):
     result = run_script(f"{script}.py", "--resume", str(tmp_path))
     assert result.returncode == 2 and "no resumable state" in result.stderr
