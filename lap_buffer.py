@@ -168,10 +168,9 @@ class LAPBuffer:
             self.max_priority = state["max_priority"].to(self.device)
 
     def save(self, folder: str, version: int) -> dict:
-        """Writes the rows added since the last save (all of them the first time) to `folder`, as files
-        rows_<chunk>.<version>.npy of CHUNK rows, and returns the state that restores the buffer from there: its
-        state_dict and the files that hold the rows. Files that state does not name are left for prune(), so a
-        kill in the middle of a save leaves the state of the last one whole."""
+        """Writes the rows added since the last save (all, the first time) to new files of CHUNK rows in `folder`,
+        rows_<chunk>.<version>.npy; returns the state that restores the buffer: its state_dict and the files of its
+        rows. Older files are left for prune(), so a kill during a save leaves the last save's state whole."""
         os.makedirs(folder, exist_ok=True)
         files = dict(getattr(self, "files", {}))
         changed = min(self.added - self.saved, self.capacity)  # the positions before ptr, around the ring
@@ -199,7 +198,7 @@ class LAPBuffer:
 
     @staticmethod
     def prune(folder: str, state: dict):
-        """Removes the files of `folder` that a saved state no longer names (older versions, or a killed save's)."""
+        """Removes the files of `folder` that a kept state does not name (older versions, or a killed save's)."""
         for name in set(os.listdir(folder)) - set(state["files"].values()):
             os.remove(os.path.join(folder, name))
 
