@@ -2,6 +2,7 @@
 
     python benchmarks/official.py --td3 PATH --td7 PATH [--sizes 100000 1000000] [--threads 1 2]
                                   [--steps 200] [--rounds 3] [--end-to-end]
+    python benchmarks/official.py --td3 PATH --td7 PATH --check [--check-steps 260]
 
 PATH is the user's own checkout of github.com/sfujim/TD3 or github.com/sfujim/TD7; nothing of it is copied
 into this project. Its files are imported from PATH under private module names (so that TD7.py's
@@ -36,6 +37,25 @@ one step per environment step (its --no-use_checkpoints loop), which is what is 
 Left out on both sides: the first 25k uniform-random steps, the evaluations (10 episodes every 5000
 steps in both official main.py), logging. So this is not the speed of a whole training run. The online
 steps add their transitions to the same buffers, N + a few thousand by the end, alike on both sides.
+
+--check times nothing: it checks that our update reproduces the official one, for TD3 and TD7. Both sides are
+built as above (on 4096 random transitions); the official networks get our initial weights, every one of them
+(actor, critic, their targets; TD7's encoder, fixed encoder, fixed target encoder and checkpoint copies), our
+twin critics' TwinLinear layers (weight (2, in, out), Q1 at [0]) mapped onto their separate nn.Linear layers.
+Our copies are first moved off the trained networks, so that a wrong copy used anywhere shows from step 1.
+At each of --check-steps train() calls (260: past TD7's first hard copy at step 250) each side's buffer
+returns the same rows (not a draw: its sample() is replaced, 256 distinct rows per step) and torch is seeded
+alike just before each side's update, so that the one torch.randn_like draw of each (the target policy noise)
+is the same; the script verifies that each side drew exactly once and the same numbers. Compared: the losses
+(as backpropagated, each step), TD7's LAP priorities (each step, and all stored at the end), TD7's clip range
+(Q_min/Q_max and the running min/max against min_target/max_target, min, max) and LAP max priority (each step),
+and every parameter (each step, and at the end). All of it runs twice, in float32 (as both train) and in float64
+(same weights, batches and noise). Pass: in float64, every difference within 1e-9 of its tensor's scale
+(max(1, max |official|)): the same arithmetic in another order (batched twin critics, l1 split in three
+products, fused Adam) agrees to ~1e-15 there, and any real difference stands out. In float32, within 1e-5 of
+scale, or within the float32 rounding error of the two codes themselves (each one's float32 run against its
+float64 run), because Adam amplifies rounding: over hundreds of steps float32 runs of the same code, or of two
+equal codes, drift apart by up to ~1e-2 in a few parameters. Exit status 1 on any failure or mismatch.
 """
 
 import argparse
@@ -301,6 +321,392 @@ def benchmark(official: dict, sizes: list, threads: list, steps: int, rounds: in
     return best, checks
 
 
+# ---- --check: the same update, not the same speed ----
+# Both sides are built as above, on a small buffer of the same random transitions; the official networks start from
+# our weights (every copy: targets, fixed encoders, checkpoints); at each step both are handed the same batch and
+# draw the same target policy noise; what they compute is compared after every step, every parameter at the end.
+# All of it twice: in float32, as both train, and in float64 from the same weights, batches and noise. In float64
+# the same computation done in a different order (batched twin critics, split l1, fused Adam) agrees to ~1e-15, so
+# any real difference stands out. In float32, rounding amplified over many steps (Adam divides by sqrt(v) + 1e-8,
+# which makes a near-zero gradient's step sensitive to its last bits; ReLU/ELU kinks; clipped noise) reaches
+# ~1e-3 in 260 TD3 steps, as far as each code's own float32 run is from its float64 run: that puts it in scale.
+
+CHECK_N = 4096  # transitions in each side's buffer for --check: the batches are drawn from these
+CHECK_SEED = 12345
+# Pass in float64: max |ours - official| <= F64_TOL x max(1, max |official|), for every compared tensor.
+F64_TOL = 1e-9
+# Pass in float32: max |ours - official| <= F32_TOL x max(1, max |official|), or no more than F32_FLOOR times the
+# float32 error of the two codes themselves (max |float32 run - float64 run| of ours plus that of theirs, plus the
+# float64 difference): by the triangle inequality that bound holds once float64 agrees; the float64 test decides.
+F32_TOL = 1e-5
+F32_FLOOR = 1.0
+# Our twin critics' TwinLinear layers, by name, and the official nn.Linear layers of Q1 and Q2 they hold.
+TWIN_LAYERS = {"TD3": {"l1": ("l1", "l4"), "l2": ("l2", "l5"), "l3": ("l3", "l6")},
+               "TD7": {"l0": ("q01", "q02"), "l1": ("q1", "q4"), "l2": ("q2", "q5"), "l3": ("q3", "q6")}}
+# The networks of each agent, by attribute name (the same on both sides), and whether each is a copy.
+NETWORKS = {"TD3": {"actor": False, "actor_target": True, "critic": False, "critic_target": True},
+            "TD7": {"actor": False, "actor_target": True, "critic": False, "critic_target": True,
+                    "encoder": False, "fixed_encoder": True, "fixed_encoder_target": True,
+                    "checkpoint_actor": True, "checkpoint_encoder": True}}
+# The losses each update backpropagates, in the order it calls backward(); the actor's only on delayed steps.
+LOSSES = {"TD3": ["critic", "actor"], "TD7": ["encoder", "critic", "actor"]}
+COLUMNS = ("losses", "params", "priorities", "clip")
+
+
+class Mismatch(Exception):
+    """A difference that is not rounding: structure, hyperparameters, batches, random draws."""
+
+
+def paired_parameters(algo: str, name: str, ours: torch.nn.Module, theirs: torch.nn.Module) -> list:
+    """[(label, our tensor in their layout, their parameter)] covering every parameter of both networks exactly
+    once. Critics: our TwinLinear weight (2, in, out) holds Q1's W^T at [0] and Q2's at [1], its bias (2, 1, out)
+    their biases; every other network has the same parameter names and shapes on both sides."""
+    pairs, theirs_params = [], dict(theirs.named_parameters())
+    twin = TWIN_LAYERS[algo] if name.startswith("critic") else None
+    for label, p in ours.named_parameters():
+        if twin is None:
+            pairs.append((f"{name}.{label}", p, theirs_params.pop(label, None)))
+            continue
+        layer, kind = label.split(".")
+        for head, their_layer in enumerate(twin[layer]):
+            view = p[head].t() if kind == "weight" else p[head, 0]
+            pairs.append((f"{name}.{label}[Q{head + 1}] = {their_layer}.{kind}", view,
+                          theirs_params.pop(f"{their_layer}.{kind}", None)))
+    missing = [label for label, _, q in pairs if q is None]
+    wrong = [f"{label} {tuple(p.shape)} vs {tuple(q.shape)}" for label, p, q in pairs
+             if q is not None and p.shape != q.shape]
+    if missing or wrong or theirs_params:
+        raise Mismatch(f"{algo} {name}: the parameters do not pair up: ours without theirs {missing}, shapes {wrong}, "
+                       f"theirs without ours {list(theirs_params)}")
+    return pairs
+
+
+class Worst:
+    """The largest difference over a series of tensors: max |a - b|, and the largest of max |a - b| / max(1, max |b|)
+    with where it was seen; first: where that exceeded F32_TOL first (the series are in step order)."""
+
+    def __init__(self):
+        self.diff, self.scaled, self.where, self.first = 0.0, 0.0, "-", None
+
+    def add(self, a, b, where: str):
+        a = torch.as_tensor(a).detach().double().reshape(-1)
+        b = torch.as_tensor(b).detach().double().reshape(-1)
+        if a.shape != b.shape:
+            raise Mismatch(f"{where}: shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        diff = (a - b).abs().max().item() if len(a) else 0.0
+        scaled = diff / max(1.0, b.abs().max().item() if len(b) else 0.0)
+        if scaled > self.scaled or self.where == "-":
+            self.scaled, self.where = scaled, where
+        if scaled > F32_TOL and self.first is None:
+            self.first = where
+        self.diff = max(self.diff, diff)
+        return self
+
+
+def differences(x: dict, y: dict) -> dict:
+    """Worst per column between two sides' records (the same labels in the same order)."""
+    worst = {}
+    for column in COLUMNS:
+        worst[column] = Worst()
+        for (label, a), (other, b) in zip(x[column], y[column], strict=True):
+            assert label == other, (label, other)
+            worst[column].add(a, b, label)
+    return worst
+
+
+@contextlib.contextmanager
+def patched(owner, name: str, wrapper):
+    original = getattr(owner, name)
+    setattr(owner, name, wrapper(original))
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+class Recorder:
+    """What one train() call of one side hands out: the batch it sampled (the fixed one, see sample), the target
+    policy noise it drew (torch.randn_like), the losses it backpropagated (Tensor.backward, in order) and the LAP
+    priorities it set (update_priority)."""
+
+    def __init__(self, side_buffer, rows):
+        self.batch, self.draws, self.losses, self.priorities = None, [], [], []
+        self.buffer, self.rows, self.ind = side_buffer, rows, None
+        side_buffer.sample = self.sample  # an instance attribute: the class, theirs or ours, is untouched
+        if hasattr(side_buffer, "update_priority"):
+            update = side_buffer.update_priority
+
+            def update_priority(priority):
+                self.priorities.append(priority.detach().reshape(-1).clone())
+                return update(priority)
+            side_buffer.update_priority = update_priority
+
+    def sample(self, *args):
+        """The rows self.ind of this side's own buffer, instead of a draw."""
+        self.batch = self.rows(self.buffer, self.ind)
+        return self.batch
+
+    def train(self, train, ind, seed: int):
+        """One train() call of one side on the rows `ind` of its buffer, torch seeded with `seed` just before."""
+        self.ind, self.batch, self.draws, self.losses, self.priorities = ind, None, [], [], []
+
+        def randn_like(original):
+            def draw(like):
+                # Drawn in float32 whatever the run's dtype (in float32, exactly their call), so that the float64
+                # run draws the very same noise as the float32 one: torch's float64 normal draws other numbers.
+                out = original(like.float()).to(like.dtype)
+                self.draws.append(out.clone())
+                return out
+            return draw
+
+        def backward(original):
+            def record(loss, *args, **kwargs):
+                self.losses.append(loss.detach().clone())
+                return original(loss, *args, **kwargs)
+            return record
+
+        torch.manual_seed(seed)
+        with patched(torch, "randn_like", randn_like), patched(torch.Tensor, "backward", backward):
+            train()
+
+
+def our_rows(buffer, ind):
+    """Our LAPBuffer.sample without the draw: the rows `ind` (float32, as stored, then in the run's dtype), with
+    buffer.ind set for update_priority."""
+    buffer.ind = torch.as_tensor(ind, device=buffer.device)
+    return buffer.transitions.index_select(0, buffer.ind).to(torch.get_default_dtype()).split(buffer.split, dim=1)
+
+
+def their_rows(buffer, ind):
+    """The official buffers' sample() without the draw: the rows `ind` of their float64 arrays as float32 tensors
+    (then in the run's dtype), with buffer.ind set for TD7's update_priority."""
+    buffer.ind = ind
+    return tuple(torch.tensor(getattr(buffer, key)[ind], dtype=torch.float32, device=buffer.device)
+                 .to(torch.get_default_dtype()) for key in ("state", "action", "next_state", "reward", "not_done"))
+
+
+def give_copies_own_weights(agent, algo: str, generator: torch.Generator):
+    """Our target, fixed and checkpoint copies start equal to the trained networks; each gets weights of its own
+    (the trained network's, moved by up to 10% of that tensor's largest value), so that a side that read the wrong
+    copy anywhere would differ from the first step."""
+    with torch.no_grad():
+        for name, is_copy in NETWORKS[algo].items():
+            if is_copy:
+                for p in getattr(agent, name).parameters():
+                    noise = torch.rand(p.shape, generator=generator, dtype=p.dtype) * 2 - 1
+                    p.add_(noise * 0.1 * p.abs().max())
+
+
+def same_hyperparameters(algo: str, a, their_agent):
+    """Ours and theirs train with the same hyperparameters, where the two codes name them differently."""
+    if algo == "TD3":
+        same = {"discount": (a.discount, their_agent.discount), "tau": (a.tau, their_agent.tau),
+                "target_policy_noise": (a.target_policy_noise, their_agent.policy_noise),
+                "noise_clip": (a.noise_clip, their_agent.noise_clip),
+                "policy_freq": (a.policy_freq, their_agent.policy_freq), "max_action": (1.0, their_agent.max_action)}
+    else:
+        same = {key: (getattr(a, key), getattr(their_agent.hp, key)) for key in (
+            "batch_size", "discount", "target_update_rate", "target_policy_noise", "noise_clip", "policy_freq",
+            "alpha", "min_priority", "zs_dim", "enc_hdim", "critic_hdim", "actor_hdim")}
+        same |= {"lap": (a.lap, their_agent.replay_buffer.prioritized), "max_action": (1.0, their_agent.max_action),
+                 "encoder_lr": (a.encoder_lr, their_agent.encoder_optimizer.param_groups[0]["lr"])}
+    for net in ("actor", "critic"):
+        same[f"{net}_lr"] = (getattr(a, f"{net}_lr"), getattr(their_agent, f"{net}_optimizer").param_groups[0]["lr"])
+    differ = {key: pair for key, pair in same.items() if pair[0] != pair[1]}
+    if differ:
+        raise Mismatch(f"{algo}: different hyperparameters (ours, official): {differ}")
+
+
+def run_pair(algo: str, modules: dict, steps: int, dtype: torch.dtype, init: dict = None) -> dict:
+    """`steps` train() calls of ours and of theirs, built in `dtype`, on the same batches with the same noise.
+    init: our initial weights, every network (None: torch's draw, the copies then given weights of their own).
+    Returns what each side computed, as {"ours": records, "official": records}, records being, per column,
+    [(label, tensor)] in the same order on both sides, and the worst parameter difference over all steps."""
+    with default_dtype(dtype):
+        data = random_transitions(CHECK_N)
+        ours = Ours(algo.lower(), data, CHECK_N)
+        theirs = (OfficialTD3 if algo == "TD3" else OfficialTD7)(modules, data, CHECK_N)
+        our_agent, their_agent = ours.agent, (theirs.policy if algo == "TD3" else theirs.agent)
+        if init is None:
+            give_copies_own_weights(our_agent, algo, torch.Generator().manual_seed(CHECK_SEED))
+            init = {name: {key: value.clone() for key, value in getattr(our_agent, name).state_dict().items()}
+                    for name in NETWORKS[algo]}
+        else:
+            for name, state in init.items():
+                getattr(our_agent, name).load_state_dict(state)  # cast to dtype
+        same_hyperparameters(algo, ours.args, their_agent)
+
+        # Our weights into theirs, every network; then every pair must be bitwise equal.
+        pairs = [pair for name in NETWORKS[algo]
+                 for pair in paired_parameters(algo, name, getattr(our_agent, name), getattr(their_agent, name))]
+        with torch.no_grad():
+            for _, p, q in pairs:
+                q.copy_(p)
+        if not all(p.dtype == q.dtype == dtype and torch.equal(p, q) for _, p, q in pairs):
+            raise Mismatch(f"{algo}: the official networks could not be given our initial weights in {dtype}")
+
+        sides = {"ours": (ours, Recorder(ours.replay_buffer, our_rows)),
+                 "official": (theirs, Recorder(theirs.replay_buffer, their_rows))}
+        records = {name: {column: [] for column in COLUMNS} for name in sides}
+        params_any = Worst()
+        rng = np.random.default_rng(CHECK_SEED)
+        counts = {"actor": 0, "hard copies": 0}
+        for step in range(1, steps + 1):
+            # Distinct rows: with a repeated index the official LAP keeps one of its priorities, ours the largest.
+            ind = np.sort(rng.choice(CHECK_N, BATCH_SIZE, replace=False))
+            for side, recorder in sides.values():
+                recorder.train(side.train, ind, CHECK_SEED + step)
+            mine, other = sides["ours"][1], sides["official"][1]
+
+            # The same inputs: the batch (actions in [-1, 1]) and the random draws.
+            if mine.batch is None or other.batch is None:
+                raise Mismatch(f"{algo} step {step}: a side did not sample its batch")
+            if [x.shape for x in mine.batch] != [y.shape for y in other.batch] or \
+                    not all(torch.equal(x, y) for x, y in zip(mine.batch, other.batch)):
+                raise Mismatch(f"{algo} step {step}: the two buffers hold different rows {ind[:4]}...")
+            if mine.batch[0].dtype != dtype or not bool((mine.batch[1].abs() <= MAX_ACTION).all()):
+                raise Mismatch(f"{algo} step {step}: a batch not in {dtype}, or actions outside [-1, 1]")
+            if len(mine.draws) != 1 or len(other.draws) != 1 or not torch.equal(mine.draws[0], other.draws[0]):
+                raise Mismatch(f"{algo} step {step}: the random draws differ: ours made {len(mine.draws)} randn_like "
+                               f"draws, theirs {len(other.draws)}" +
+                               (", of different numbers" if len(mine.draws) == len(other.draws) == 1 else ""))
+
+            # Losses, in the order backpropagated.
+            delayed = step % ours.args.policy_freq == 0
+            names = [n for n in LOSSES[algo] if n != "actor" or delayed]
+            for name, (_, recorder) in sides.items():
+                if len(recorder.losses) != len(names):
+                    raise Mismatch(f"{algo} step {step}: expected the losses {names}, {name} backpropagated "
+                                   f"{len(recorder.losses)}")
+                records[name]["losses"] += [(f"{n} loss, step {step}", x) for n, x in zip(names, recorder.losses)]
+            counts["actor"] += delayed
+
+            if algo == "TD7":
+                for name, (_, recorder) in sides.items():
+                    if len(recorder.priorities) != 1:
+                        raise Mismatch(f"{algo} step {step}: {name} set LAP priorities {len(recorder.priorities)} "
+                                       f"times")
+                    records[name]["priorities"].append((f"step {step}", recorder.priorities[0]))
+                counts["hard copies"] += step % ours.args.target_update_rate == 0
+                records["ours"]["clip"].append((f"step {step}", torch.stack([
+                    our_agent.Q_min.double(), our_agent.Q_max.double(), our_agent.running_min.double(),
+                    our_agent.running_max.double(), our_agent.replay_buffer.max_priority.double()])))
+                records["official"]["clip"].append((f"step {step}", torch.tensor([
+                    their_agent.min_target, their_agent.max_target, their_agent.min, their_agent.max,
+                    their_agent.replay_buffer.max_priority], dtype=torch.float64)))
+
+            for label, p, q in pairs:
+                params_any.add(p, q, f"{label}, step {step}")
+
+        for name, buffer in (("ours", our_agent.replay_buffer.tree.leaves[:CHECK_N] if algo == "TD7" else None),
+                             ("official", their_agent.replay_buffer.priority[:CHECK_N] if algo == "TD7" else None)):
+            if buffer is not None:  # every stored priority, not only the batches'
+                records[name]["priorities"].append(("stored priorities at the end", buffer.clone()))
+        for label, p, q in pairs:
+            records["ours"]["params"].append((label, p.detach().clone()))
+            records["official"]["params"].append((label, q.detach().clone()))
+    return {"records": records, "params_any": params_any, "counts": counts, "init": init}
+
+
+def check(official: dict, steps: int, paths: dict) -> bool:
+    """The --check tables; True when every algorithm passes."""
+    print(f"Check: our update against the official one, {steps} train() steps each, from the same initial weights "
+          f"(every copy), on the same batches, with the same target policy noise; CPU, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s)")
+    print("Official code: " + ", ".join(f"{repo} at {path} (commit {git_commit(path)})"
+                                        for repo, path in paths.items()))
+    print("Compared: every loss (each step), TD7's LAP priorities (each step, and all stored at the end), TD7's clip "
+          "range Q_min/Q_max vs min_target/max_target with the running min/max and the LAP max priority (each step), "
+          "every parameter (each step and at the end). A difference is max |ours - official|.")
+    print(f"Pass: in float64, every difference <= {F64_TOL:g} x max(1, max |official|) of its tensor (the same "
+          f"arithmetic in another order agrees to ~1e-15); in float32, <= {F32_TOL:g} x that scale, or no larger than "
+          f"the float32 rounding error of the two codes themselves (each one's float32 run against its float64 run), "
+          f"which Adam amplifies over many steps.\n")
+    results = {}
+    for algo, modules in official.items():
+        try:
+            torch.manual_seed(CHECK_SEED)
+            run32 = run_pair(algo, modules, steps, torch.float32)
+            run64 = run_pair(algo, modules, steps, torch.float64, init=run32["init"])
+        except Mismatch as e:
+            print(f"{algo}: MISMATCH: {e}\n")
+            results[algo] = None
+            continue
+        rec32, rec64 = run32["records"], run64["records"]
+        d32, d64 = differences(rec32["ours"], rec32["official"]), differences(rec64["ours"], rec64["official"])
+        # The float32 error of each code on its own: its float32 run against its float64 run.
+        own = {side: differences(rec32[side], rec64[side]) for side in ("ours", "official")}
+        verdict = {}
+        for column in COLUMNS:
+            # |ours32 - official32| <= |ours32 - ours64| + |ours64 - official64| + |official64 - official32|: once
+            # float64 agrees, this bound holds; what it says is that the float32 difference is rounding's.
+            floor = own["ours"][column].diff + own["official"][column].diff + d64[column].diff
+            verdict[column] = (d32[column].scaled <= F32_TOL or d32[column].diff <= F32_FLOOR * floor,
+                               d64[column].scaled <= F64_TOL, floor)
+        results[algo] = {"d32": d32, "d64": d64, "own": own, "verdict": verdict, "run32": run32, "run64": run64,
+                         "ok": all(a and b for a, b, _ in verdict.values()) and
+                         run64["params_any"].scaled <= F64_TOL}
+
+    def columns(algo):
+        return [c for c in COLUMNS if algo == "TD7" or c not in ("priorities", "clip")]
+
+    def cells(worst, algo):
+        return " | ".join(f"{worst[c].diff:.2e}" if c in columns(algo) else "-" for c in COLUMNS)
+
+    print("| algorithm | steps | max \\|loss diff\\| | max \\|param diff\\| | max \\|LAP priority diff\\| | "
+          "max \\|clip range diff\\| | pass/fail |")
+    print("|---|---|---|---|---|---|---|")
+    for algo, r in results.items():
+        if r is None:
+            print(f"| {algo} | - | - | - | - | - | FAIL: mismatch |")
+            continue
+        counts = r["run32"]["counts"]
+        extra = f", {counts['hard copies']} hard cop{'y' if counts['hard copies'] == 1 else 'ies'}" \
+            if algo == "TD7" else ""
+        for dtype, worst in (("float32", r["d32"]), ("float64", r["d64"])):
+            print(f"| {algo}, {dtype} | {steps} ({counts['actor']} actor{extra}) | {cells(worst, algo)} | "
+                  f"{'pass' if r['ok'] else 'FAIL'} |")
+
+    print("\nThe float32 rounding error of each code on its own (max |its float32 run - its float64 run|):\n")
+    print("| algorithm | code | losses | params | LAP priorities | clip range |")
+    print("|---|---|---|---|---|---|")
+    for algo, r in results.items():
+        if r is not None:
+            for side in ("ours", "official"):
+                print(f"| {algo} | {side} | {cells(r['own'][side], algo)} |")
+
+    for algo, r in results.items():
+        if r is None:
+            continue
+        print()
+        for dtype, worst, run in (("float32", r["d32"], r["run32"]), ("float64", r["d64"], r["run64"])):
+            print(f"{algo}, {dtype}, largest differences relative to scale: " + "; ".join(
+                f"{c}: {worst[c].scaled:.2g} ({worst[c].where})" for c in columns(algo)) +
+                f"; params at any step: {run['params_any'].scaled:.2g} ({run['params_any'].where})")
+        firsts = [w.first for w in (r["d32"]["losses"], r["run32"]["params_any"]) if w.first]
+        print(f"{algo}, float32, first beyond {F32_TOL:g} of scale: " + ("; ".join(firsts) or "none"))
+        for c, (ok32, ok64, floor) in r["verdict"].items():
+            if not ok32:
+                print(f"{algo} FAIL, float32 {c}: {r['d32'][c].diff:.3g} at {r['d32'][c].where}, above {F32_TOL:g} of "
+                      f"its scale and above the two codes' own float32 error {floor:.3g}")
+            if not ok64:
+                print(f"{algo} FAIL, float64 {c}: {r['d64'][c].diff:.3g} at {r['d64'][c].where}, "
+                      f"{r['d64'][c].scaled:.3g} of its scale, above {F64_TOL:g}")
+        if r["run64"]["params_any"].scaled > F64_TOL:
+            print(f"{algo} FAIL, float64 params: {r['run64']['params_any'].where}")
+    return all(r is not None and r["ok"] for r in results.values())
+
+
 # ---- report ----
 
 def cpu_model() -> str:
@@ -386,6 +792,12 @@ def main():
     parser.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds; the best is kept")
     parser.add_argument("--end-to-end", action="store_true",
                         help="also time the online loop (act + env.step + store + train) on HalfCheetah-v4")
+    parser.add_argument("--check", action="store_true",
+                        help="instead of timing: check that our updates reproduce the official ones (same losses and "
+                             "parameters to float32 rounding from the same weights, batches and noise); exit status 1 "
+                             "on a failure")
+    parser.add_argument("--check-steps", type=at_least(1), default=260,
+                        help="train() calls per side with --check (260: past TD7's first hard copy at step 250)")
     args = parser.parse_args()
     args.sizes, args.threads = list(dict.fromkeys(args.sizes)), list(dict.fromkeys(args.threads))
     paths = {"TD3": args.td3, "TD7": args.td7}
@@ -397,6 +809,9 @@ def main():
             parser.error(f"cannot import the official {repo} from {path}: {type(e).__name__}: {e}")
     # The official TD7's update_priority calls float() on a tensor that requires grad; torch warns once.
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+    if args.check:
+        torch.set_num_threads(args.threads[0])
+        sys.exit(0 if check(official, args.check_steps, paths) else 1)
     torch.manual_seed(0)
     np.random.seed(0)  # the official TD3 samples with np.random, both official loops add their noise with it
     best, checks = benchmark(official, args.sizes, args.threads, args.steps, args.rounds, args.end_to_end)
