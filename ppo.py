@@ -1,4 +1,4 @@
-"""PPO: Proximal Policy Optimization with the clipped objective, for continuous control.
+"""PPO: Proximal Policy Optimization with the clipped objective (or the paper's others), for continuous control.
 
 Schulman, Wolski, Dhariwal, Radford, Klimov, "Proximal Policy Optimization Algorithms", 2017, with the
 implementation details of OpenAI baselines' ppo2 MuJoCo setting as listed in "The 37 Implementation Details of
@@ -8,13 +8,14 @@ PPO" (Huang et al., ICLR blog track 2022) and CleanRL's ppo_continuous_action.py
 reward scaling. Two things are done here the way the algorithm means them, where popular single-file versions
 do not: a time-limit truncation bootstraps from the value of the true final observation (gymnasium's SAME_STEP
 autoreset hands it over in `final_obs`), and the observation statistics are saved with the model and only read
-(never updated) at evaluation.
+(never updated) at evaluation. `--objective` is one of the surrogates the paper compares (section 6.1): clip,
+adaptive-kl, fixed-kl or none. A stop request is honoured between two minibatch steps, and --resume goes on there.
 
     python ppo.py --env HalfCheetah-v4 --seed 0
+    python ppo.py --env Hopper-v4 --objective adaptive-kl --kl-target 0.01
 
-Read down to the marker line: Args, the networks, the observation and reward statistics, the Agent (the clipped
-objective's update), the Rollout and main(), the training loop. Below the marker is the run harness, the same in
-every script.
+Read down to the marker line: Args, the networks, the statistics, the objectives, the Agent (a minibatch step of the
+update), the Rollout and main(), the training loop. Below the marker is the run harness, the same in every script.
 """
 
 import math
@@ -61,10 +62,19 @@ class Args:
     """epochs over each rollout"""
     norm_adv: bool = True
     """normalize the advantages of each minibatch to mean 0, std 1"""
+    objective: str = "clip"
+    """the surrogate objective (paper, section 6.1): clip (L^CLIP), adaptive-kl or fixed-kl (L^KLPEN: the KL penalty
+    with an adaptive or a fixed beta), none (the plain importance-sampled surrogate r_t A_t)"""
     clip_coef: float = 0.2
-    """the surrogate clipping epsilon"""
+    """the surrogate clipping epsilon (--objective clip), and the value loss's clip range under every objective"""
+    kl_target: float = 0.01
+    """adaptive-kl: the target d_targ of the mean KL[pi_old, pi_theta] after each update"""
+    kl_beta: float = 1.0
+    """adaptive-kl: the initial KL penalty coefficient beta (the paper's 1); fixed-kl: the fixed beta"""
+    target_kl: float = 0.0
+    """stop an update's epochs once the approximate KL of an epoch's last minibatch passes this (CleanRL; 0: off)"""
     clip_vloss: bool = True
-    """clip the value loss around the rollout's values with clip_coef (baselines' ppo2)"""
+    """clip the value loss around the rollout's values with clip_coef (baselines' ppo2), under every objective"""
     ent_coef: float = 0.0
     """entropy bonus coefficient (0 for MuJoCo in baselines)"""
     vf_coef: float = 0.5
@@ -84,9 +94,11 @@ class Args:
 
 def check_args(args: Args):
     require(args, positive=("num_envs", "num_steps", "num_minibatches", "update_epochs", "hdim", "obs_clip",
-                            "reward_clip"),
-            nonnegative=("learning_rate", "clip_coef", "ent_coef", "vf_coef", "max_grad_norm"),
+                            "reward_clip", "kl_target", "kl_beta"),
+            nonnegative=("learning_rate", "clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "target_kl"),
             unit=("gamma", "gae_lambda"))
+    if args.objective not in ("clip", "adaptive-kl", "fixed-kl", "none"):
+        raise UsageError(f"--objective must be clip, adaptive-kl, fixed-kl or none, got {args.objective!r}")
     if args.num_minibatches > args.num_envs * args.num_steps:
         raise UsageError(f"--num-minibatches {args.num_minibatches} is more than the {args.num_envs * args.num_steps}"
                          f" transitions of a rollout (--num-envs * --num-steps)")
@@ -166,10 +178,28 @@ class RunningMeanStd:
         self.count = float(state["count"])
 
 
+def gaussian_kl(mean_old, log_std_old, mean, log_std):
+    """KL[N(mean_old, std_old^2) || N(mean, std^2)] of diagonal Gaussians in closed form, summed over action
+    dimensions: sum_i log(std_i / std_old_i) + (std_old_i^2 + (mean_old_i - mean_i)^2) / (2 std_i^2) - 1/2."""
+    variance_old, variance = (2 * log_std_old).exp(), (2 * log_std).exp()
+    return (log_std - log_std_old + (variance_old + (mean_old - mean).pow(2)) / (2 * variance) - 0.5).sum(-1)
+
+
+# The surrogate objectives of the paper's section 6.1, negated (losses), with r = exp(logratio) = pi_theta / pi_old.
 def clipped_surrogate_loss(logratio, advantages, clip_coef):
-    """The negated PPO-Clip objective -E[min(r A, clip(r, 1 - eps, 1 + eps) A)], r = exp(logratio)."""
+    """Clipping, L^CLIP (eq. 7): -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]."""
     ratio = logratio.exp()
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+
+
+def kl_penalty_loss(logratio, advantages, kl, beta):
+    """KL penalty, fixed or adaptive, L^KLPEN (eq. 8): -E[r A - beta KL[pi_old(.|s), pi_theta(.|s)]]."""
+    return -(logratio.exp() * advantages - beta * kl).mean()
+
+
+def surrogate_loss(logratio, advantages):
+    """No clipping or penalty, L^CPI (eq. 6): -E[r A]."""
+    return -(logratio.exp() * advantages).mean()
 
 
 def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lambda):
@@ -199,7 +229,7 @@ def compute_gae(rewards, values, dones, final_values, next_value, gamma, gae_lam
 
 class Agent:
     # What model.pt and the resumable state hold: the observation statistics travel with the networks.
-    saved = ("actor", "critic", "optimizer", "obs_rms", "return_rms")
+    saved = ("actor", "critic", "optimizer", "obs_rms", "return_rms", "beta", "kl")
 
     def __init__(self, state_dim, action_dim, args: Args, device):
         self.args, self.device = args, device
@@ -209,6 +239,8 @@ class Agent:
                                           lr=args.learning_rate, eps=1e-5, fused=True)
         self.obs_rms = RunningMeanStd((state_dim,))  # observation statistics, updated only while collecting
         self.return_rms = RunningMeanStd(())  # statistics of the discounted return, for reward scaling
+        self.beta = args.kl_beta  # the KL penalty coefficient (adaptive-kl changes it after each update)
+        self.kl = 0.0  # d = E_t[KL[pi_old, pi_theta]] measured after the last update
         self.losses = {}  # device tensors, read only when logged
 
     def normalize_obs(self, state: np.ndarray) -> np.ndarray:
@@ -225,79 +257,94 @@ class Agent:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor):
-        """One forward for a batch of normalized observations: sampled actions (unclipped), their log-probs, V."""
+        """One forward for a batch of normalized observations: sampled actions (unclipped), log-probs, means, V."""
         mean, log_std = self.actor(obs), self.actor.log_std
         noise = torch.randn_like(mean)
         action = mean + log_std.exp() * noise
         log_prob = (-0.5 * noise.pow(2) - log_std - LOG_SQRT_2PI).sum(-1)
-        return action, log_prob, self.critic(obs)
+        return action, log_prob, mean, self.critic(obs)
 
-    def update(self, rollout: "Rollout", advantages, returns):
-        """update_epochs epochs of PPO-Clip over the flattened rollout, in num_minibatches random minibatches."""
+    def update(self, batch: dict, mb: torch.Tensor) -> torch.Tensor:
+        """One minibatch step of SGD (Adam) on the transitions mb of the flattened rollout: the negated surrogate
+        objective, plus the value loss, minus the entropy bonus (the last two the same under every objective).
+        Returns the step's statistics: policy loss, value loss, entropy, approximate KL, clip fraction, 1."""
         args = self.args
-        obs, actions, log_probs, values, advantages, returns = (x.flatten(0, 1) for x in (  # T * N transitions
-            torch.from_numpy(rollout.obs).to(self.device), rollout.actions, rollout.log_probs, rollout.values,
-            advantages, returns))
-        params = [*self.actor.parameters(), *self.critic.parameters()]
-        stats = torch.zeros(6, device=self.device)  # pg loss, v loss, entropy, approx kl, clip fraction, count
-        for epoch in range(args.update_epochs):
-            for mb in torch.randperm(obs.shape[0], device=self.device).tensor_split(args.num_minibatches):
-                mean, log_std = self.actor(obs[mb]), self.actor.log_std
-                logratio = gaussian_log_prob(actions[mb], mean, log_std) - log_probs[mb]
-                entropy = (0.5 + LOG_SQRT_2PI + log_std).sum()  # the same for every state
+        mean, log_std = self.actor(batch["obs"][mb]), self.actor.log_std
+        logratio = gaussian_log_prob(batch["actions"][mb], mean, log_std) - batch["log_probs"][mb]
+        entropy = (0.5 + LOG_SQRT_2PI + log_std).sum()  # the same for every state
 
-                mb_advantages = advantages[mb]
-                if args.norm_adv:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-                pg_loss = clipped_surrogate_loss(logratio, mb_advantages, args.clip_coef)
+        mb_advantages = batch["advantages"][mb]
+        if args.norm_adv:
+            mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+        if args.objective == "clip":
+            pg_loss = clipped_surrogate_loss(logratio, mb_advantages, args.clip_coef)
+        elif args.objective == "none":
+            pg_loss = surrogate_loss(logratio, mb_advantages)
+        else:  # adaptive-kl, fixed-kl: the KL from pi_old (its mean at each state, its log std) in closed form
+            kl = gaussian_kl(batch["means"][mb], batch["log_std"], mean, log_std)
+            pg_loss = kl_penalty_loss(logratio, mb_advantages, kl, self.beta)
 
-                new_values = self.critic(obs[mb])
-                v_loss = (new_values - returns[mb]).pow(2)
-                if args.clip_vloss:
-                    v_clipped = values[mb] + (new_values - values[mb]).clamp(-args.clip_coef, args.clip_coef)
-                    v_loss = torch.max(v_loss, (v_clipped - returns[mb]).pow(2))
-                v_loss = 0.5 * v_loss.mean()
+        new_values, values, returns = self.critic(batch["obs"][mb]), batch["values"][mb], batch["returns"][mb]
+        v_loss = (new_values - returns).pow(2)
+        if args.clip_vloss:
+            v_clipped = values + (new_values - values).clamp(-args.clip_coef, args.clip_coef)
+            v_loss = torch.max(v_loss, (v_clipped - returns).pow(2))
+        v_loss = 0.5 * v_loss.mean()
 
-                loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
-                self.optimizer.step()
+        loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], args.max_grad_norm,
+                                 foreach=True)
+        self.optimizer.step()
 
-                with torch.no_grad():
-                    ratio = logratio.exp()
-                    stats += torch.stack([pg_loss, v_loss, entropy, ((ratio - 1) - logratio).mean(),
-                                          ((ratio - 1).abs() > args.clip_coef).float().mean(), stats.new_ones(())])
-        stats = stats[:5] / stats[5]
-        self.losses = dict(zip(("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), stats))
+        with torch.no_grad():
+            ratio = logratio.exp()
+            return torch.stack([pg_loss, v_loss, entropy, ((ratio - 1) - logratio).mean(),
+                                ((ratio - 1).abs() > args.clip_coef).float().mean(), ratio.new_ones(())])
+
+    @torch.no_grad()
+    def measure_kl(self, batch: dict) -> float:
+        """d = E_t[KL[pi_old(.|s_t), pi_theta(.|s_t)]] over the rollout's states, after the update (closed form)."""
+        return gaussian_kl(batch["means"], batch["log_std"], self.actor(batch["obs"]), self.actor.log_std).mean().item()
+
+    def adapt_beta(self, d: float):
+        """The adaptive KL penalty coefficient (paper, section 4), after each policy update: if d < d_targ / 1.5,
+        beta <- beta / 2; if d > d_targ * 1.5, beta <- beta * 2."""
+        if d < self.args.kl_target / 1.5:
+            self.beta = self.beta / 2
+        elif d > self.args.kl_target * 1.5:
+            self.beta = self.beta * 2
 
 
 class Rollout:
     """T steps of each of the N environments with the current policy. Observations are normalized with running
     statistics updated by every observation the policy acts on; rewards are divided by the running std of the
-    discounted return (baselines' VecNormalize). Part of the loop's state (saved on a stop), it keeps each
-    environment's discounted return from one rollout to the next; it holds neither the agent nor the environments,
-    and collect() allocates its buffers anew on the agent's device (a resumed state's are on the host)."""
+    discounted return (baselines' VecNormalize). Part of the loop's state (saved on a stop, also inside the update),
+    it keeps each environment's discounted return from one rollout to the next; it holds neither the agent nor the
+    environments. collect() allocates its buffers on the agent's device (a resumed state's are on the host)."""
 
     def __init__(self, num_envs: int):
         self.discounted_return = np.zeros(num_envs)
 
     def collect(self, agent: Agent, env, state: np.ndarray, num_steps: int):
-        """Fills obs, actions, log_probs, values, rewards (scaled), dones and final_values, (T, N) each, and
-        next_value, V of the observation after the rollout (N,). Returns that observation and the episodes that
-        ended, as (vector step in the rollout, {"r": return, "l": length})."""
+        """Fills obs, actions, log_probs, means, values, rewards (scaled), dones and final_values, (T, N) each,
+        next_value, V of the observation after the rollout (N,), and pi_old's log_std. Returns that observation and
+        the episodes that ended, as (vector step in the rollout, {"r": return, "l": length})."""
         args, device, (n, state_dim) = agent.args, agent.device, state.shape
         action_dim = env.single_action_space.shape[0]
         self.obs = np.zeros((num_steps, n, state_dim), np.float32)  # normalized, host side (the env is there)
-        self.actions = torch.zeros((num_steps, n, action_dim), device=device)
+        self.actions, self.means = (torch.zeros((num_steps, n, action_dim), device=device) for _ in range(2))
+        self.log_std = agent.actor.log_std.detach().clone()
         self.log_probs, self.values, self.final_values = (torch.zeros((num_steps, n), device=device) for _ in range(3))
         self.rewards, self.dones = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
         episodes = []
         for step in range(num_steps):
             agent.obs_rms.update(state)
             self.obs[step] = agent.normalize_obs(state)
-            action, log_prob, value = agent.act(torch.from_numpy(self.obs[step]).to(device))
-            self.actions[step], self.log_probs[step], self.values[step] = action, log_prob, value
+            action, log_prob, mean, value = agent.act(torch.from_numpy(self.obs[step]).to(device))
+            self.actions[step], self.means[step] = action, mean
+            self.log_probs[step], self.values[step] = log_prob, value
             # Actions in [-1, 1] go to the environments as they are; the one host sync of a step.
             state, reward, terminated, truncated, infos = env.step(action.clamp(-1, 1).cpu().numpy())
             done = terminated | truncated
@@ -325,37 +372,69 @@ class Rollout:
             self.next_value = agent.critic(torch.from_numpy(agent.normalize_obs(state)).to(device))
         return state, episodes
 
-    def advantages(self, gamma: float, gae_lambda: float):
-        """GAE advantages and returns of the collected rollout, (T, N) each."""
+    def estimate_advantages(self, gamma: float, gae_lambda: float):
+        """GAE advantages and returns, (T, N) each, from the values of the critic that collected the rollout."""
         rewards, dones = (torch.from_numpy(x).to(self.values.device) for x in (self.rewards, self.dones))
-        return compute_gae(rewards, self.values, dones, self.final_values, self.next_value, gamma, gae_lambda)
+        self.advantages, self.returns = compute_gae(rewards, self.values, dones, self.final_values, self.next_value,
+                                                    gamma, gae_lambda)
+
+    def batch(self, device) -> dict:
+        """The update's data on the device: the T * N transitions flattened, and pi_old's log std."""
+        batch = {name: torch.as_tensor(getattr(self, name)).to(device).flatten(0, 1)
+                 for name in ("obs", "actions", "log_probs", "means", "values", "advantages", "returns")}
+        return batch | {"log_std": self.log_std.to(device)}
 
 
 def main(run: "Run"):
     """The paper's Algorithm 1: each iteration runs the policy for T timesteps in each of the N environments,
-    computes the advantage estimates (GAE) and optimizes the clipped surrogate for K epochs of minibatches. The
-    harness made run.env (a vector of num_envs environments, actions in [-1, 1]), run.agent and run.loop (the
-    iteration t, the current observations, and the Rollout, restored on --resume); between iterations it evaluates
-    and stops."""
+    computes the advantage estimates (GAE) and optimizes the surrogate for K epochs of minibatch SGD. The harness
+    made run.env (num_envs environments, actions in [-1, 1]), run.agent and run.loop (restored on --resume); between
+    iterations it evaluates and stops, and between two minibatch steps it stops too, to resume at the next one."""
     args, env, agent = run.args, run.env, run.agent
     batch_size = args.num_envs * args.num_steps
     num_iterations = -(-args.total_timesteps // batch_size)  # whole rollouts, rounded up
-    loop = run.init_loop(rollout=Rollout(args.num_envs))
+    # updating: the rollout is collected and its update under way; perm: the epoch's random order of the transitions;
+    # stats: the sums of the update's statistics; stopped_early: --target-kl ended the epochs.
+    loop = run.init_loop(rollout=Rollout(args.num_envs), updating=False, perm=None, stats=None, stopped_early=False)
     for iteration in run.steps(num_iterations, batch_size):
         if args.anneal_lr:  # baselines' lr = 3e-4 * f, f falling linearly from 1 to 0
             agent.optimizer.param_groups[0]["lr"] = (1.0 - iteration / num_iterations) * args.learning_rate
 
-        # Run policy pi_old in the environments for T timesteps.
-        loop.state, episodes = loop.rollout.collect(agent, env, loop.state, args.num_steps)
-        for step, episode in episodes:
-            run.log_episode(episode, iteration * batch_size + (step + 1) * args.num_envs)
+        if not loop.updating:  # (a run resumed inside the update has its rollout and goes on with the update)
+            # Run policy pi_old in the environments for T timesteps.
+            loop.state, episodes = loop.rollout.collect(agent, env, loop.state, args.num_steps)
+            for step, episode in episodes:
+                run.log_episode(episode, iteration * batch_size + (step + 1) * args.num_envs)
 
-        # Compute advantage estimates A_1, ..., A_T (GAE) and the critic's targets.
-        advantages, returns = loop.rollout.advantages(args.gamma, args.gae_lambda)
+            # Compute advantage estimates A_1, ..., A_T (GAE) and the critic's targets.
+            loop.rollout.estimate_advantages(args.gamma, args.gae_lambda)
+            loop.updating, loop.stats, loop.stopped_early = True, torch.zeros(6, device=agent.device), False
 
-        # Optimize the surrogate L wrt theta, with K epochs and minibatches.
-        agent.update(loop.rollout, advantages, returns)
-        run.logger.scalar("train/learning_rate", agent.optimizer.param_groups[0]["lr"], (iteration + 1) * batch_size)
+        # Optimize the surrogate L wrt theta, with K epochs of minibatch SGD: each epoch takes the N * T transitions in
+        # a new random order, in num_minibatches minibatches. A stop can come before each minibatch step.
+        batch, loop.stats = loop.rollout.batch(agent.device), loop.stats.to(agent.device)
+        for j in run.substeps(args.update_epochs * args.num_minibatches):
+            m = j % args.num_minibatches
+            if loop.stopped_early:  # the remaining minibatch steps are skipped
+                continue
+            if m == 0:  # an epoch begins
+                loop.perm = torch.randperm(batch_size, device=agent.device)
+            stats = agent.update(batch, loop.perm.to(agent.device).tensor_split(args.num_minibatches)[m])
+            loop.stats += stats
+            # --target-kl: after each epoch, stop once the approximate KL of its last minibatch passes it (CleanRL).
+            if args.target_kl and m == args.num_minibatches - 1 and stats[3] > args.target_kl:
+                loop.stopped_early = True
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+        agent.losses = dict(zip(names, loop.stats[:5] / loop.stats[5]))
+
+        # The KL penalty: d = E_t[KL[pi_old, pi_theta]] after the update; adaptive-kl halves or doubles beta.
+        agent.kl, step = agent.measure_kl(batch), (iteration + 1) * batch_size
+        run.logger.scalar("train/learning_rate", agent.optimizer.param_groups[0]["lr"], step)
+        run.logger.scalar("train/kl", agent.kl, step)
+        run.logger.scalar("train/beta", agent.beta, step)  # the beta of this update (the KL penalty's only)
+        if args.objective == "adaptive-kl":
+            agent.adapt_beta(agent.kl)
+        loop.updating = False
 
 
 # ---- run harness: the same in every script below this line ----

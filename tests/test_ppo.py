@@ -1,5 +1,6 @@
-"""ppo.py: GAE with terminations and truncations, the clipped objective, normalization statistics, the vector path,
-the command line, and learning InvertedPendulum."""
+"""ppo.py: GAE with terminations and truncations, the surrogate objectives (clipped, KL penalty, none) and the
+adaptive beta, normalization statistics, the vector path, the command line, stops between minibatch steps with exact
+resume, and learning InvertedPendulum."""
 
 import json
 import math
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.wrappers import RecordEpisodeStatistics
+from torch.distributions import Independent, Normal, kl_divergence
 
 import ppo
 from conftest import (assert_videos, evaluation_columns, full_and_interrupted, make_args, read_evaluations,
@@ -65,6 +67,90 @@ def test_clipped_objective_gradient_vanishes_only_where_clipping_binds():
             assert grad == 0, (ratio, advantage)
         else:  # d/dlogratio of -A * exp(logratio) / n
             assert grad == pytest.approx(-advantage * ratio / n, rel=1e-5), (ratio, advantage)
+
+
+def test_each_surrogate_objective_matches_a_hand_computation():
+    # r = 1.5, 0.5, 1.1 with A = 1, -2, 0.5; KL 0.1, 0.2, 0.3 with beta 2; clip epsilon 0.2.
+    logratio = torch.tensor([1.5, 0.5, 1.1]).log()
+    advantages = torch.tensor([1.0, -2.0, 0.5])
+    kl = torch.tensor([0.1, 0.2, 0.3])
+    # none: -E[r A] = -(1.5 - 1.0 + 0.55) / 3
+    assert ppo.surrogate_loss(logratio, advantages).item() == pytest.approx(-1.05 / 3)
+    # KL penalty: -E[r A - beta KL] = -((1.5 - 0.2) + (-1.0 - 0.4) + (0.55 - 0.6)) / 3
+    assert ppo.kl_penalty_loss(logratio, advantages, kl, 2.0).item() == pytest.approx(0.15 / 3)
+    # clipped: min(1.5, 1.2 * 1) = 1.2; min(-1.0, 0.8 * -2) = -1.6; min(0.55, 0.55) = 0.55
+    assert ppo.clipped_surrogate_loss(logratio, advantages, 0.2).item() == pytest.approx(-0.15 / 3)
+
+
+def test_closed_form_gaussian_kl_matches_torch_distributions():
+    torch.manual_seed(0)
+    mean_old, mean = torch.randn(7, 3), torch.randn(7, 3)
+    log_std_old, log_std = torch.randn(3), torch.randn(3)  # state-independent, as the actor's
+    old, new = (Independent(Normal(m, s.exp()), 1) for m, s in ((mean_old, log_std_old), (mean, log_std)))
+    kl = ppo.gaussian_kl(mean_old, log_std_old, mean, log_std)
+    torch.testing.assert_close(kl, kl_divergence(old, new))
+    assert not torch.allclose(kl, kl_divergence(new, old))  # KL[pi_old, pi_theta], the paper's direction
+    assert ppo.gaussian_kl(mean, log_std, mean, log_std).abs().max() < 1e-6
+
+
+def tiny_batch(agent, n=6):
+    """A batch of n transitions as Rollout.batch makes them, from a pi_old whose means and log std differ from the
+    agent's policy (so that the ratios spread on both sides of the clip range), and pi_old itself."""
+    torch.manual_seed(1)
+    obs = torch.randn(n, 4)
+    with torch.no_grad():
+        means = agent.actor(obs) + 0.5 * torch.randn(n, 1)
+    log_std = torch.tensor([-0.4])
+    old = Independent(Normal(means, log_std.exp()), 1)
+    actions = old.sample()
+    batch = {"obs": obs, "actions": actions, "log_probs": old.log_prob(actions), "means": means, "log_std": log_std,
+             "values": torch.randn(n), "advantages": torch.randn(n), "returns": torch.randn(n)}
+    return batch, old
+
+
+@pytest.mark.parametrize("objective", ["clip", "adaptive-kl", "fixed-kl", "none"])
+def test_a_minibatch_step_optimizes_the_chosen_objective(objective):
+    """The policy loss of Agent.update, from its batch (pi_old's log-probs, means and log std), against the same
+    objective computed with torch.distributions."""
+    agent, _ = make_agent(seed=0, objective=objective, kl_beta=3.0, norm_adv=False)
+    batch, old = tiny_batch(agent)
+    with torch.no_grad():
+        new = Independent(Normal(agent.actor(batch["obs"]), agent.actor.log_std.exp()), 1)
+        ratio, A = (new.log_prob(batch["actions"]) - batch["log_probs"]).exp(), batch["advantages"]
+    assert (ratio > 1.2).any() and (ratio < 0.8).any()
+    penalty = -(ratio * A - 3.0 * kl_divergence(old, new)).mean()
+    expected = {"none": -(ratio * A).mean(), "clip": -torch.min(ratio * A, ratio.clamp(0.8, 1.2) * A).mean(),
+                "fixed-kl": penalty, "adaptive-kl": penalty}
+    before = [p.clone() for p in agent.actor.parameters()]
+    stats = agent.update(batch, torch.arange(6))
+    torch.testing.assert_close(stats[0], expected[objective])
+    assert all(not torch.equal(p, q) for p, q in zip(before, agent.actor.parameters()))  # a step was taken
+
+
+def test_the_kl_penalty_pulls_the_policy_back_to_pi_old():
+    """With zero advantages only the penalty moves the policy: gradient steps shrink the measured KL, the mean over
+    the batch's states of KL[pi_old, pi_theta] in closed form."""
+    agent, _ = make_agent(seed=0, objective="fixed-kl", kl_beta=1.0, norm_adv=False, learning_rate=1e-2)
+    batch, old = tiny_batch(agent)
+    batch["advantages"] = torch.zeros(6)
+    kl = [agent.measure_kl(batch)]
+    with torch.no_grad():
+        expected = kl_divergence(old, Independent(Normal(agent.actor(batch["obs"]), agent.actor.log_std.exp()), 1))
+    assert kl[0] == pytest.approx(expected.mean().item(), rel=1e-5)
+    for _ in range(20):
+        agent.update(batch, torch.arange(6))
+        kl.append(agent.measure_kl(batch))
+    assert kl[-1] < 0.5 * kl[0] and all(b < a for a, b in zip(kl, kl[1:])), kl
+
+
+def test_adaptive_beta_halves_and_doubles_on_a_scripted_sequence_of_kl():
+    agent, _ = make_agent(objective="adaptive-kl", kl_target=0.01, kl_beta=1.0)
+    # d_targ / 1.5 = 0.00667 and d_targ * 1.5 = 0.015: below, beta / 2; above, beta * 2; in between, unchanged.
+    script = [(0.001, 0.5), (0.006, 0.25), (0.02, 0.5), (0.01, 0.5), (0.0067, 0.5), (0.0149, 0.5), (0.0151, 1.0),
+              (0.3, 2.0), (0.016, 4.0), (0.0066, 2.0)]
+    for d, beta in script:
+        agent.adapt_beta(d)
+        assert agent.beta == beta, (d, agent.beta, beta)
 
 
 def test_normalization_statistics_survive_save_and_load(tmp_path):
@@ -167,10 +253,11 @@ def collect(agent, num_envs, seed, steps=32):
 
 def rollout_data(agent, num_envs, seed, steps=32):
     rollout, _ = collect(agent, num_envs, seed, steps)
-    advantages, returns = rollout.advantages(agent.args.gamma, agent.args.gae_lambda)
+    rollout.estimate_advantages(agent.args.gamma, agent.args.gae_lambda)
     return {"obs": torch.from_numpy(rollout.obs), "actions": rollout.actions, "values": rollout.values,
             "rewards": torch.from_numpy(rollout.rewards), "dones": torch.from_numpy(rollout.dones),
-            "final_values": rollout.final_values, "advantages": advantages, "returns": returns}
+            "final_values": rollout.final_values, "advantages": rollout.advantages, "returns": rollout.returns,
+            "means": rollout.means}
 
 
 def test_vector_env_rollouts_match_single_env_rollouts():
@@ -242,6 +329,11 @@ def test_cli_short_run_writes_run_folder_and_eval_only_reads_it(script, tmp_path
     (["--env", "NoSuchEnv-v0"], "cannot make environment"),
     (["--env", "CartPole-v1"], "Discrete action space"),
     (["--num-minibatches", "0"], "--num-minibatches must be positive"),
+    (["--objective", "foo"], "--objective must be clip, adaptive-kl, fixed-kl or none, got 'foo'"),
+    (["--kl-target", "-0.01"], "--kl-target must be positive"),
+    (["--kl-target", "nan"], "--kl-target must be a finite number"),
+    (["--kl-beta", "0"], "--kl-beta must be positive"),
+    (["--target-kl", "-1"], "--target-kl must not be negative"),
     (["--eval-only", "/nonexistent/run"], "no model file"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(script, tmp_path, argv, message):
@@ -271,12 +363,15 @@ def test_cli_ctrl_c_exits_130_with_the_logs_written(tmp_path):
     assert rows[0]["step"] == "0"
 
 
-def test_learns_inverted_pendulum(script, tmp_path):
-    # 20 rollouts of 2048 steps: about 25 s on 2 idle cores; seeds 0-4 all end at 900-1000 (1000 is the maximum).
+@pytest.mark.parametrize("objective", ["clip", "adaptive-kl"])
+def test_learns_inverted_pendulum(objective, script, tmp_path):
+    # 20 rollouts of 2048 steps: about 25 s on 2 idle cores; with clip, seeds 0-4 all end at 900-1000 (1000 is the
+    # maximum); adaptive-kl, seed 0: 892 at 20480 steps, 1000 at 40960.
     run_dir = str(tmp_path / "runs")
     start = time.time()
     result = script("ppo.py", "--env", "InvertedPendulum-v4", "--seed", "0", "--total-timesteps", "40960",
-                    "--eval-freq", "20480", "--torch-threads", "1", "--run-dir", run_dir, timeout=900)
+                    "--eval-freq", "20480", "--objective", objective, "--torch-threads", "1", "--run-dir", run_dir,
+                    timeout=900)
     assert result.returncode == 0, result.stderr
     _, rows = read_evaluations(run_dir)
     assert [int(r["step"]) for r in rows] == [0, 20480, 40960]
@@ -294,16 +389,44 @@ def evaluation_returns(run_path):
 
 SHORT = dict(num_envs=2, num_steps=64, num_minibatches=4, update_epochs=2, total_timesteps=6 * 128, eval_freq=128,
              eval_episodes=2, device="cpu", torch_threads=1, save_model=True)
+# The harness checks for a stop before each of an iteration's 2 * 4 minibatch steps and once after the iteration:
+# the k-th check (k = 1, 2, ...) is before minibatch step (k - 1) % 9 of iteration (k - 1) // 9, or after it (% 9 = 8).
+CHECKS = 9
+
+
+def scalars(run_path) -> dict:
+    """The TensorBoard scalars of a run folder (all its event files: a resumed run adds one), as {tag: sorted
+    [(step, value)]}, without the speed, which depends on the machine."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_path))
+    events.Reload()
+    return {tag: sorted((e.step, e.value) for e in events.Scalars(tag)) for tag in events.Tags()["scalars"]
+            if tag != "train/SPS"}
+
+
+def assert_same_agent(full, resumed):
+    """The final model.pt of two runs: networks, optimizer, normalization statistics, beta and KL, to the bit."""
+    a = torch.load(os.path.join(full, "model.pt"), weights_only=True)["agent"]
+    b = torch.load(os.path.join(resumed, "model.pt"), weights_only=True)["agent"]
+    for part in ("actor", "critic", "obs_rms", "return_rms"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    for i, state in a["optimizer"]["state"].items():
+        for key in state:
+            assert torch.equal(state[key], b["optimizer"]["state"][i][key]), ("optimizer", i, key)
+    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+    assert (a["beta"], a["kl"]) == (b["beta"], b["kl"])
 
 
 @pytest.mark.parametrize("env", ["Pendulum-v1", "Hopper-v4"])  # Hopper: MuJoCo physics mid-episode
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(env, tmp_path, monkeypatch):
     """6 iterations in one go, and 3 iterations + SIGINT-style stop + --resume for 3 more, give the same evaluations
     and the same final agent (networks, optimizer, normalization statistics) to the bit."""
-    full, interrupted = full_and_interrupted(ppo, dict(env=env, **SHORT), 3, tmp_path, monkeypatch)
+    full, interrupted = full_and_interrupted(ppo, dict(env=env, **SHORT), 3 * CHECKS, tmp_path, monkeypatch)
     assert [step for step, _ in evaluation_returns(interrupted)] == ["0", "128", "256", "384"]
     state = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
-    assert state["loop"]["t"] == 3  # iterations done
+    assert state["loop"]["t"] == 3 and state["loop"]["substep"] == 0 and not state["loop"]["updating"]  # a boundary
     assert any(state["envs"][f"env_{i}"]["env"].episode_lengths > 0 for i in range(2))  # stopped mid-episode
     assert (state["loop"]["rollout"].discounted_return != 0).any()  # reward scaling's state carries over
 
@@ -311,23 +434,74 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(env, tmp_path, 
     assert resumed == interrupted
     assert evaluation_returns(resumed) == evaluation_returns(full)
     assert not os.path.exists(os.path.join(resumed, "resume.pt"))  # finished: nothing left to resume
-    a = torch.load(os.path.join(full, "model.pt"), weights_only=True)["agent"]
-    b = torch.load(os.path.join(resumed, "model.pt"), weights_only=True)["agent"]
-    for part in ("actor", "critic", "obs_rms", "return_rms"):
-        for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), (part, key)
-    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+    assert_same_agent(full, resumed)
 
 
-def test_a_second_ctrl_c_inside_an_iteration_writes_no_state(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("stop, objective, target_kl", [
+    (CHECKS + 1, "clip", 0.0),  # iteration 1, before its first minibatch step: collected, no permutation drawn yet
+    (CHECKS + 7, "clip", 0.0),  # iteration 1, epoch 1, before its 3rd minibatch: that epoch's permutation is drawn
+    (2 * CHECKS + 6, "adaptive-kl", 0.0),  # iteration 2, with a beta the first two updates changed
+    (3 * CHECKS + 7, "fixed-kl", 1e-9),  # iteration 3, in the epoch that --target-kl skips
+])
+def test_a_stop_between_two_minibatch_steps_is_honoured_and_resumes_exactly(stop, objective, target_kl, tmp_path,
+                                                                           monkeypatch):
+    """A stop requested before a minibatch step is honoured before it (no gradient step after the request); --resume
+    goes on from that step, with the rollout, its advantages, the epoch's permutation, the loss statistics and beta
+    from the saved state, and ends with the evaluations and the agent of the uninterrupted run, to the bit."""
+    common = dict(env="Pendulum-v1", objective=objective, target_kl=target_kl, **SHORT)
+    full, interrupted = full_and_interrupted(ppo, common, stop, tmp_path, monkeypatch)
+    t, substep = divmod(stop - 1, CHECKS)
+    state = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)
+    loop = state["loop"]
+    assert (loop["t"], loop["substep"], loop["updating"]) == (t, substep, True)
+    steps_per_update = 4 if target_kl else 8  # --target-kl: one epoch of 4 minibatches
+    done = min(substep, steps_per_update)  # this iteration's minibatch steps before the stop
+    assert int(loop["stats"][5]) == done and loop["stopped_early"] == (substep >= steps_per_update)
+    assert int(state["agent"]["optimizer"]["state"][0]["step"]) == t * steps_per_update + done
+    assert [step for step, _ in evaluation_returns(interrupted)] == [str(128 * i) for i in range(t + 1)]
+    if objective == "adaptive-kl":
+        assert state["agent"]["beta"] != 1.0  # changed by the updates before the stop, and saved
+
+    resumed = ppo.launch(make_args(ppo, resume=interrupted, device="cpu", torch_threads=1))
+    assert evaluation_returns(resumed) == evaluation_returns(full)
+    assert_same_agent(full, resumed)
+    logged = scalars(full)  # the losses, the learning rate, the measured KL and beta of every iteration
+    assert scalars(resumed) == logged and len(logged["train/kl"]) == len(logged["train/beta"]) == 6
+
+
+@pytest.mark.parametrize("target_kl, epochs", [(0.0, 2), (1.0, 2), (1e-9, 1)])
+def test_each_epoch_takes_every_transition_once_and_target_kl_stops_the_epochs_early(target_kl, epochs, tmp_path,
+                                                                                     monkeypatch):
+    """Each epoch's minibatches split one permutation of the 128 transitions; --target-kl 1e-9 stops every update
+    after its first epoch (the approximate KL of that epoch's last minibatch is above it), 1.0 never does."""
+    update, minibatches, kls = ppo.Agent.update, [], []
+
+    def recorded_update(self, batch, mb):
+        minibatches.append(mb.clone())
+        stats = update(self, batch, mb)
+        kls.append(float(stats[3]))
+        return stats
+
+    monkeypatch.setattr(ppo.Agent, "update", recorded_update)
+    ppo.launch(make_args(ppo, env="Pendulum-v1", run_dir=str(tmp_path), target_kl=target_kl, **SHORT))
+    assert len(minibatches) == 6 * epochs * 4  # 6 iterations of `epochs` epochs of 4 minibatches
+    for epoch in range(6 * epochs):
+        assert torch.equal(torch.cat(minibatches[4 * epoch:4 * epoch + 4]).sort().values, torch.arange(128))
+    if target_kl == 1e-9:
+        assert all(kls[i] > 1e-9 for i in range(3, len(kls), 4))  # each epoch's last minibatch
+    elif target_kl == 1.0:
+        assert max(kls) < 1.0
+
+
+def test_a_second_ctrl_c_inside_an_iteration_writes_no_state(tmp_path, monkeypatch, capfd):
     """Two Ctrl-C in the middle of an iteration stop at once and leave no resumable state that would not be exact."""
     update = ppo.Agent.update
     calls = []
 
     def interrupted_update(self, *args):
         calls.append(1)
-        if len(calls) == 2:
-            signal.raise_signal(signal.SIGINT)  # asks to stop at the end of the iteration
+        if len(calls) == 10:  # the 2nd minibatch step of the 2nd iteration (8 a iteration)
+            signal.raise_signal(signal.SIGINT)  # asks to stop before the next minibatch step
             signal.raise_signal(signal.SIGINT)  # stops now
         return update(self, *args)
 
@@ -339,22 +513,28 @@ def test_a_second_ctrl_c_inside_an_iteration_writes_no_state(tmp_path, monkeypat
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    assert exit_info.value.code == 130 and len(calls) == 2
+    assert exit_info.value.code == 130 and len(calls) == 10
     [folder] = os.listdir(tmp_path)
     assert not os.path.exists(tmp_path / folder / "resume.pt")
     assert [step for step, _ in evaluation_returns(tmp_path / folder)] == ["0", "128"]
-    assert "stopped at once: no resumable state written" in capsys.readouterr().err
+    assert "stopped at once: no resumable state written" in capfd.readouterr().err  # written to fd 2 directly
 
 
-def test_sigterm_writes_a_resumable_state_and_exits_130(tmp_path):
+def test_sigterm_stops_between_two_minibatch_steps_and_writes_a_resumable_state(tmp_path):
+    # Iterations of 16 environment steps and 400 epochs of 8 minibatches: nearly all the time goes to the update,
+    # so the signal comes in the middle of one, and the run stops there, not at the end of the iteration.
     returncode, stderr = signal_when_running("ppo.py", [
-        "--env", "Pendulum-v1", "--total-timesteps", "1000000", "--num-steps", "256", "--eval-freq", "1000000",
-        "--eval-episodes", "1", "--torch-threads", "1", "--run-dir", str(tmp_path)], signal.SIGTERM)
+        "--env", "Pendulum-v1", "--total-timesteps", "1000000", "--num-steps", "16", "--num-minibatches", "8",
+        "--update-epochs", "400", "--eval-freq", "1000000", "--eval-episodes", "1", "--torch-threads", "1",
+        "--run-dir", str(tmp_path)], signal.SIGTERM)
     assert returncode == 130, stderr
     [folder] = os.listdir(tmp_path)
     assert f"--resume {tmp_path / folder}" in stderr
     state = torch.load(tmp_path / folder / "resume.pt", weights_only=False)  # its classes are ppo's, not __main__'s
-    assert state["loop"]["t"] > 0 and f"interrupted at step {256 * state['loop']['t']};" in stderr  # a boundary
+    loop = state["loop"]
+    assert loop["updating"] and 0 < loop["substep"] < 3200, (loop["t"], loop["substep"])
+    assert int(state["agent"]["optimizer"]["state"][0]["step"]) == 3200 * loop["t"] + loop["substep"]
+    assert f"interrupted at step {16 * loop['t']};" in stderr  # the environment steps collected before this update
 
 
 def test_resume_of_a_folder_without_state_is_one_line(script, tmp_path):
