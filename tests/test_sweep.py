@@ -50,6 +50,8 @@ for step in range(start, args.total_timesteps + 1, args.eval_freq):
             open(os.path.join(path, "resume.pt"), "w").close()
         print(f"interrupted at step {step}", file=sys.stderr)
         sys.exit(130)
+if os.path.exists(os.path.join(path, "resume.pt")):  # a finished run has nothing to resume
+    os.remove(os.path.join(path, "resume.pt"))
 print("done", path)
 '''
 

@@ -186,7 +186,7 @@ def test_minari_folder_gives_environment_and_reference_returns(hopper, tmp_path)
 
 
 def test_online_default_environment_is_unchanged(tmp_path):
-    args = make_args(td7, total_timesteps=1, eval_freq=1, eval_episodes=1, buffer_size=10, torch_threads=1,
+    args = make_args(td7, total_timesteps=1, eval_freq=1, eval_episodes=1, buffer_size=64, torch_threads=1,
                      run_dir=str(tmp_path), **SMALL)
     assert args.env is None and not args.offline
     path = td7.launch(args)
