@@ -205,11 +205,9 @@ class Critic(nn.Module):
 
     def forward(self, state, action, zsa, zs):
         sa = torch.cat([state, action], 1).expand(2, -1, -1)  # both twins see the same inputs
-        h = AvgL1Norm(self.l0(sa))
-        # l1 on cat(h, zsa, zs), computed as h W_h + zsa W_zsa + zs W_zs: the same product, but no gradient is formed
-        # for an input that needs none (zs always, zsa in the critic's own update: the fixed encoder's outputs).
-        W_h, W_zsa, W_zs = self.l1.weight.split([h.shape[2], zsa.shape[1], zs.shape[1]], 1)
-        q = F.elu(torch.baddbmm(self.l1.bias, h, W_h) + zsa @ W_zsa + zs @ W_zs)
+        embeddings = torch.cat([zsa, zs], 1).expand(2, -1, -1)
+        q = torch.cat([AvgL1Norm(self.l0(sa)), embeddings], 2)
+        q = F.elu(self.l1(q))
         q = F.elu(self.l2(q))
         return self.l3(q).squeeze(2).t()  # (B, 2): Q1, Q2
 

@@ -51,11 +51,11 @@ is the same; the script verifies that each side drew exactly once and the same n
 (Q_min/Q_max and the running min/max against min_target/max_target, min, max) and LAP max priority (each step),
 and every parameter (each step, and at the end). All of it runs twice, in float32 (as both train) and in float64
 (same weights, batches and noise). Pass: in float64, every difference within 1e-9 of its tensor's scale
-(max(1, max |official|)): the same arithmetic in another order (batched twin critics, l1 split in three
-products, fused Adam) agrees to ~1e-15 there, and any real difference stands out. In float32, within 1e-5 of
-scale, or within the float32 rounding error of the two codes themselves (each one's float32 run against its
-float64 run), because Adam amplifies rounding: over hundreds of steps float32 runs of the same code, or of two
-equal codes, drift apart by up to ~1e-2 in a few parameters. Exit status 1 on any failure or mismatch.
+(max(1, max |official|)): the same arithmetic in another order (batched twin critics, fused Adam) agrees to
+~1e-15 there, and any real difference stands out. In float32, within 1e-5 of scale, or within the float32
+rounding error of the two codes themselves (each one's float32 run against its float64 run), because Adam
+amplifies rounding: over hundreds of steps float32 runs of the same code, or of two equal codes, drift apart
+by up to ~1e-2 in a few parameters. Exit status 1 on any failure or mismatch.
 """
 
 import argparse
@@ -326,7 +326,7 @@ def benchmark(official: dict, sizes: list, threads: list, steps: int, rounds: in
 # our weights (every copy: targets, fixed encoders, checkpoints); at each step both are handed the same batch and
 # draw the same target policy noise; what they compute is compared after every step, every parameter at the end.
 # All of it twice: in float32, as both train, and in float64 from the same weights, batches and noise. In float64
-# the same computation done in a different order (batched twin critics, split l1, fused Adam) agrees to ~1e-15, so
+# the same computation done in a different order (batched twin critics, fused Adam) agrees to ~1e-15, so
 # any real difference stands out. In float32, rounding amplified over many steps (Adam divides by sqrt(v) + 1e-8,
 # which makes a near-zero gradient's step sensitive to its last bits; ReLU/ELU kinks; clipped noise) reaches
 # ~1e-3 in 260 TD3 steps, as far as each code's own float32 run is from its float64 run: that puts it in scale.
