@@ -11,6 +11,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+# Under pytest-xdist (python -m pytest -n 2) each worker, and every script it starts, computes on one thread: two
+# workers with two threads each on two cores spin against each other (OpenMP busy-waits) and slow to a crawl, as a
+# CI run once did (a Pendulum run at 14 steps/s instead of 200). Set before torch is imported; subprocesses inherit it.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 
 def run_script(script: str, *args: str, timeout: float = 300, extra_env=None) -> subprocess.CompletedProcess:
     """Runs `python <script> <args>` from the project root; returns the finished process."""

@@ -156,9 +156,9 @@ def test_same_seed_same_evaluations(tmp_path):
 
 
 def test_td3_learns_pendulum(tmp_path):
-    # Seed 0 reaches about -100 at 10k steps (random play: about -1200), in about 20 s on 2 cores with
+    # Seed 0 reaches about -100 at 10k steps (random play: about -1200), in about 20 s on one thread with
     # half-width networks (the default width gets there too, in 40 s).
     rows = pendulum_rows("td3.py", tmp_path, "--total-timesteps", "10000", "--start-timesteps", "1000",
-                         "--eval-freq", "5000", "--torch-threads", "2", "--hdim", "128")
+                         "--eval-freq", "5000", "--hdim", "128")
     assert float(rows[0]["mean_return"]) < -900  # the untrained policy is about as bad as random
     assert float(rows[-1]["mean_return"]) > -400, rows[-1]

@@ -251,10 +251,10 @@ def test_reset_weight_lowers_a_negative_bar():
 
 
 def test_td7_learns_pendulum(tmp_path):
-    # Seed 0 reaches about -110 at 4k steps (random play: about -1200), in about 30 s on 2 cores with
+    # Seed 0 reaches about -110 at 4k steps (random play: about -1200), in about 30 s on one thread with
     # half-width networks (the default width gets about -115 too, in 70 s).
     rows = pendulum_rows("td7.py", tmp_path, "--total-timesteps", "4000", "--start-timesteps", "1000",
-                         "--eval-freq", "2000", "--torch-threads", "2", "--actor-hdim", "128", "--critic-hdim",
+                         "--eval-freq", "2000", "--actor-hdim", "128", "--critic-hdim",
                          "128", "--enc-hdim", "128", "--zs-dim", "128")
     assert float(rows[0]["mean_return"]) < -900  # untrained: about as bad as random (-1200)
     assert float(rows[-1]["mean_return"]) > -600, rows[-1]
