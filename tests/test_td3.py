@@ -156,8 +156,8 @@ def test_same_seed_same_evaluations(tmp_path):
 
 
 def test_td3_learns_pendulum(tmp_path):
-    # Seed 0 reaches about -100 at 10k steps (random play: about -1200), in about 20 s on one thread with
-    # half-width networks (the default width gets there too, in 40 s).
+    # Seed 0 reaches about -100 at 10k steps (random play: about -1200), in about 60 s on one thread with
+    # half-width networks (the default width gets there too, in 40 s on two threads).
     rows = pendulum_rows("td3.py", tmp_path, "--total-timesteps", "10000", "--start-timesteps", "1000",
                          "--eval-freq", "5000", "--hdim", "128")
     assert float(rows[0]["mean_return"]) < -900  # the untrained policy is about as bad as random

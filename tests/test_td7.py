@@ -251,8 +251,8 @@ def test_reset_weight_lowers_a_negative_bar():
 
 
 def test_td7_learns_pendulum(tmp_path):
-    # Seed 0 reaches about -110 at 4k steps (random play: about -1200), in about 30 s on one thread with
-    # half-width networks (the default width gets about -115 too, in 70 s).
+    # Seed 0 reaches about -110 at 4k steps (random play: about -1200), in about 70 s on one thread with
+    # half-width networks (the default width gets about -115 too, in 64 s on two threads).
     rows = pendulum_rows("td7.py", tmp_path, "--total-timesteps", "4000", "--start-timesteps", "1000",
                          "--eval-freq", "2000", "--actor-hdim", "128", "--critic-hdim",
                          "128", "--enc-hdim", "128", "--zs-dim", "128")
