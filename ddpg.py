@@ -333,6 +333,9 @@ def check(args):
                 raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
     require(args, positive=("total_timesteps", "eval_freq", "eval_episodes"))
     require(args.run, positive=("video_every",), nonnegative=("torch_threads", "snapshot_every"))
+    for name in ("eval_only", "resume", "run_dir"):  # "$MODEL" with MODEL unset must not start a new run
+        if getattr(args.run, name) == "":
+            raise UsageError(f"--{name.replace('_', '-')} was given an empty path")
     if not 0 <= args.seed < 2 ** 32 - 200:  # numpy's seeds; the evaluation and video environments add 100 and 200
         raise UsageError(f"--seed must be in [0, {2 ** 32 - 201}], got {args.seed}")
     check_args(args)
@@ -347,6 +350,8 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name} asked for, but torch sees no CUDA device: use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:N-1")
     return device
 
 
@@ -393,12 +398,13 @@ def make_env(args, seed: int, **kwargs) -> gym.Env:
         with warnings.catch_warnings():  # v4 is the papers' version on purpose: no "out of date" warning
             warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
             env = gym.make(env_id, **kwargs)
+            env.reset(seed=seed)  # a bad keyword value may only show here
     except gym.error.Error as e:
         raise UsageError(f"cannot make environment {env_id!r}: {e}")
     except ImportError as e:
         raise UsageError(f"environment {env_id!r} needs a missing package: {e}")
-    except TypeError as e:
-        raise UsageError(f"environment {env_id!r} does not take the keyword arguments {kwargs}: {e}")
+    except Exception as e:  # whatever the environment raises for keyword arguments it cannot take
+        raise UsageError(f"environment {env_id!r} fails with the keyword arguments {kwargs}: {type(e).__name__}: {e}")
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         raise UsageError(f"{env_id} has a {type(space).__name__} action space; {ALGO}.py needs continuous (Box) actions")
@@ -464,9 +470,11 @@ class VideoRecorder:
         os.replace(path + ".tmp.mp4", path)
 
 
-def atomic_write(path: str, text: str):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "wb"):
+    """A file that a kill leaves whole or as it was: written to path.tmp, synced to disk, then renamed to path."""
+    with open(path + ".tmp", mode) as f:
+        yield f
         f.flush()
         os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
@@ -489,7 +497,7 @@ class RunLogger:
     """The run folder: config.json, evaluations.csv (rewritten atomically; offline runs add normalized_score),
     TensorBoard scalars and, with --track, their Weights & Biases mirror. A resumed run goes on in its folder."""
 
-    def __init__(self, args, device: torch.device, ref_returns=None, extra=None):
+    def __init__(self, args, device: torch.device, ref_returns=None, extra=None, resumed_at=None):
         flags = args.run
         self.path = flags.resume or os.path.join(flags.run_dir, f"{args.env}__{ALGO}__{args.seed}__{int(time.time())}")
         self.ref_returns = ref_returns  # (random, expert) returns of the normalized score, or None
@@ -501,7 +509,8 @@ class RunLogger:
             if flags.resume is None:
                 config = asdict(args) | versions() | {"algo": ALGO, "device": str(device),
                                                        "torch_threads": torch.get_num_threads()} | (extra or {})
-                atomic_write(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
+                with atomic_file(os.path.join(self.path, "config.json"), "w") as f:
+                    f.write(json.dumps(config, indent=2) + "\n")
             elif not os.access(self.path, os.W_OK):
                 raise PermissionError(13, "Permission denied")
         except OSError as e:
@@ -518,7 +527,8 @@ class RunLogger:
                        dir=self.path, sync_tensorboard=True, resume="allow", id=os.path.basename(self.path))
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(self.path)
+        # A resumed run drops what a killed run logged after its resumable state (TensorBoard would show both).
+        self.writer = SummaryWriter(self.path, purge_step=None if resumed_at is None else resumed_at + 1)
 
     def scalar(self, name: str, value, step: int):
         self.writer.add_scalar(name, float(value), step)
@@ -532,7 +542,8 @@ class RunLogger:
             self.scalar("eval/normalized_score", row[-1], step)
         self.rows.append(row)
         lines = [",".join(self.header)] + [",".join(map(str, row)) for row in self.rows]
-        atomic_write(os.path.join(self.path, "evaluations.csv"), "\n".join(lines) + "\n")
+        with atomic_file(os.path.join(self.path, "evaluations.csv"), "w") as f:
+            f.write("\n".join(lines) + "\n")
         self.writer.flush()
 
     def close(self):
@@ -560,8 +571,8 @@ class Progress:
 
 
 class StopRequests:
-    """SIGINT and SIGTERM ask the run to stop at its next safe point, within one gradient step, where it writes its
-    resumable state; the first says so at once. A second Ctrl-C stops at once, without writing one (the last
+    """SIGINT and SIGTERM ask the run to stop at its next safe point, within one gradient step (an evaluation under
+    way ends first), where it writes its resumable state; the first says so at once. A second Ctrl-C stops at once, without writing one (the last
     snapshot and the evaluations are on disk)."""
 
     def __init__(self):
@@ -573,8 +584,8 @@ class StopRequests:
             self.say("\nstopped at once: no resumable state written\n")
             raise SystemExit(130)
         if not self.requested:
-            self.say(f"\n{signal.Signals(signum).name}: stopping after the current gradient step, then saving "
-                     f"(Ctrl-C again: stop at once without saving)\n")
+            self.say(f"\n{signal.Signals(signum).name}: stopping after the current gradient step (or evaluation), "
+                     f"then saving (Ctrl-C again: stop at once without saving)\n")
         self.requested = True
 
     @staticmethod
@@ -613,7 +624,10 @@ def load_agent_state(agent, state: dict):
 
 def args_from_dict(values: dict):
     """Args from asdict(args), as model.pt and the resumable state keep them."""
-    return Args(**(values | {"run": RunFlags(**values["run"])}))
+    try:
+        return Args(**(values | {"run": RunFlags(**values["run"])}))
+    except TypeError as e:  # a field this version does not have
+        raise UsageError(f"written by another version of {ALGO}.py: {e}")
 
 
 def read_state(path: str, what: str, hint: str, weights_only: bool) -> dict:
@@ -638,8 +652,8 @@ def load_model(path: str) -> dict:
 
 
 def save_model(agent, args, path: str, step: int):
-    torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent_state(agent)}, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    with atomic_file(path) as f:
+        torch.save({"algo": ALGO, "args": asdict(args), "step": step, "agent": agent_state(agent)}, f)
 
 
 def evaluate_saved(args, device: torch.device):
@@ -663,7 +677,9 @@ def evaluate_saved(args, device: torch.device):
 
 def env_state(env: gym.Env) -> dict:
     """An environment mid-episode: the wrapped environment pickled (its time limit and episode counters too), its
-    random generators, and MuJoCo's integration state, which gymnasium's MuJoCo environments do not pickle."""
+    random generators, and MuJoCo's integration state, which gymnasium's MuJoCo environments do not pickle, with the
+    body positions derived from it: Ant and Humanoid read them before a step for their reward, and they come from
+    the last step's last substep, which mj_forward would not reproduce."""
     u = env.unwrapped
     state = {"env": env, "np_random": u.np_random.bit_generator.state,
              "action_space": env.action_space.np_random.bit_generator.state}
@@ -672,6 +688,7 @@ def env_state(env: gym.Env) -> dict:
 
         state["physics"] = np.empty(mujoco.mj_stateSize(u.model, mujoco.mjtState.mjSTATE_INTEGRATION))
         mujoco.mj_getState(u.model, u.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        state["derived"] = {name: getattr(u.data, name).copy() for name in ("xpos", "xipos")}
     return state
 
 
@@ -683,6 +700,8 @@ def restore_env(state: dict) -> gym.Env:
         import mujoco
 
         mujoco.mj_setState(u.model, u.data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        for name, value in state["derived"].items():
+            getattr(u.data, name)[:] = value
     return env
 
 
@@ -776,7 +795,10 @@ class Run:
             self.env = make_env(args, args.seed)
         if self.env is not None:
             self.loop.state, _ = self.env.reset(seed=args.seed)
-        self.logger = RunLogger(args, device, self.ref_returns, extra)
+        # A resumed run logs again from the saved step on (from its end, for a step stopped part way: PPO logged its
+        # rollout's episodes before the update).
+        resumed_at = saved and (saved["loop"]["t"] + (saved["loop"]["substep"] > 0)) * saved["loop"]["size"]
+        self.logger = RunLogger(args, device, self.ref_returns, extra, resumed_at)
         self.path = self.logger.path
         self.video = VideoRecorder(args, self.path) if args.run.capture_video else None
         if saved is not None:
@@ -808,7 +830,10 @@ class Run:
         if buffer is not None and self.env is None:  # offline: the dataset's rows are in place
             buffer.load_state_dict(saved["buffer"])
         elif buffer is not None:
-            buffer.restore(os.path.join(self.path, "replay_buffer"), saved["buffer"])
+            try:
+                buffer.restore(os.path.join(self.path, "replay_buffer"), saved["buffer"])
+            except (OSError, ValueError, KeyError) as e:
+                raise UsageError(f"cannot read the replay buffer of {self.path}: {type(e).__name__}: {e}")
         envs = {name: restore_env(state) for name, state in saved["envs"].items()}
         self.eval_env = envs["eval_env"]
         if self.video is not None:
@@ -830,11 +855,8 @@ class Run:
         buffer, folder = getattr(self.agent, "replay_buffer", None), os.path.join(self.path, "replay_buffer")
         if buffer is not None:  # offline, the rows are the dataset's: the priorities are enough
             state["buffer"] = buffer.state_dict() if self.env is None else buffer.save(folder, self.loop.snapshots)
-        with open(os.path.join(self.path, "resume.pt.tmp"), "wb") as f:
+        with atomic_file(os.path.join(self.path, "resume.pt")) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(os.path.join(self.path, "resume.pt.tmp"), os.path.join(self.path, "resume.pt"))
         if buffer is not None and self.env is not None:
             buffer.prune(folder, state["buffer"])
         self.next_snapshot = time.time() + 60 * self.args.run.snapshot_every
@@ -917,10 +939,10 @@ class Run:
         step = self.loop.t * self.loop.size
         if stopped:
             self.save()
-        else:  # a finished run has nothing to resume
-            shutil.rmtree(os.path.join(self.path, "replay_buffer"), ignore_errors=True)
+        else:  # a finished run has nothing to resume (resume.pt first: never one without its buffer)
             if os.path.exists(os.path.join(self.path, "resume.pt")):
                 os.remove(os.path.join(self.path, "resume.pt"))
+            shutil.rmtree(os.path.join(self.path, "replay_buffer"), ignore_errors=True)
         if self.args.run.save_model:
             save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
         self.release()
@@ -942,6 +964,16 @@ def seed_everything(seed: int):
     torch.manual_seed(seed)
 
 
+def changed_flags(given, saved: dict, keep: tuple) -> str:
+    """The flags given with --resume that are neither at their default nor at the run's value (those in keep may
+    change: where and how the run goes on), as "--name value (the run's: value)", comma-separated."""
+    default, given = asdict(Args()), asdict(given)
+    values = [(name, given[name], saved.get(name), default[name]) for name in given if name != "run"]
+    values += [(name, given["run"][name], saved["run"].get(name), default["run"][name]) for name in given["run"]]
+    return ", ".join(f"--{name.replace('_', '-')} {value} (the run's: {old})" for name, value, old, unset in values
+                     if name not in keep and value not in (unset, old))
+
+
 def launch(args) -> str:
     """Checks args, then evaluates a saved model (--eval-only) or trains with main(): a new run or, with --resume,
     the stopped one from where it stopped. Returns the run folder; exits with status 130 after a stop request."""
@@ -951,10 +983,12 @@ def launch(args) -> str:
         saved = read_state(os.path.join(args.run.resume, "resume.pt"), "resumable state",
                            f"--resume takes the folder of a stopped {ALGO}.py run", weights_only=False)
         now, args = args, args_from_dict(saved["args"])  # the saved arguments, but where and how it runs now:
-        run = replace(args.run, **{name: getattr(now.run, name) for name in ("device", "torch_threads", "progress",
-                                                                               "resume")})
-        args = replace(args, run=run, **{name: getattr(now, name) for name in ("compile", "cudagraphs")
-                                         if hasattr(now, name)})
+        mine, ours = ("device", "torch_threads", "progress", "resume"), ("compile", "cudagraphs")
+        differ = changed_flags(now, saved["args"], keep=mine + ours)
+        if differ:
+            raise UsageError(f"--resume continues a run with its own flags, and these would change it: {differ}")
+        run = replace(args.run, **{name: getattr(now.run, name) for name in mine})
+        args = replace(args, run=run, **{name: getattr(now, name) for name in ours if hasattr(now, name)})
     device = resolve_device(args.run.device)
     if getattr(args, "cudagraphs", False) and device.type != "cuda":
         raise UsageError(f"--cudagraphs needs a CUDA device, got --device {args.run.device} ({device})")
@@ -987,14 +1021,17 @@ class Unbroken:
         try:
             return self.stream.write(text)
         except OSError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            self.to_devnull()
             return len(text)
 
     def flush(self):
         try:
             self.stream.flush()
         except OSError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            self.to_devnull()
+
+    def to_devnull(self):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
     def __getattr__(self, name):
         return getattr(self.stream, name)

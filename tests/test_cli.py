@@ -6,14 +6,9 @@ import os
 
 import pytest
 
-from conftest import run_script
+from conftest import one_error_line, run_script
 
 SCRIPTS = ["td3.py", "td7.py", "sac.py", "ddpg.py"]
-
-
-def one_error_line(result):
-    lines = result.stderr.strip().splitlines()
-    return result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr and "error" in lines[0]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -53,6 +48,7 @@ HARNESS_CASES = [
     (["--batch-szie", "3"], "Unrecognized options: --batch-szie, 3 (did you mean --batch-size?)"),
     (["--snapshot-every", "-1"], "--snapshot-every must not be negative"),
     (["--seed", "-1"], "--seed must be in [0, "),
+    (["--eval-only", ""], "--eval-only was given an empty path"),  # "$MODEL" with MODEL unset: not a new run
 ]
 SCRIPT_CASES = [
     (["--batch-size", "0"], "--batch-size"),
@@ -76,6 +72,7 @@ def test_bad_input_is_one_line_and_exit_status_2(script, arguments, message, tmp
     ("ddpg.py", ["--tau", "2"], "--tau"),
     ("sac.py", ["--alpha", "-1"], "--alpha"),
     ("td3.py", ["--start-timesteps", "100"], "--start-timesteps"),
+    ("td7.py", ["--env-kwargs", '{"reset_noise_scale": "x"}'], "fails with the keyword arguments"),  # in reset
 ])
 def test_script_specific_bad_input(script, arguments, message, tmp_path):
     result = run_script(script, *arguments, "--run-dir", str(tmp_path))
