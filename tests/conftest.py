@@ -25,6 +25,12 @@ def run_script(script: str, *args: str, timeout: float = 300, extra_env=None) ->
                           timeout=timeout, cwd=ROOT, env=env)
 
 
+def one_error_line(result) -> bool:
+    """A finished script failed as bad input should: exit status 2 and one line on stderr that names an error."""
+    lines = result.stderr.strip().splitlines()
+    return result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr and "error" in lines[0]
+
+
 def make_args(module, **flags):
     """module.Args from keyword arguments; those of the harness (RunFlags: device, run_dir, ...) go to its run field."""
     harness = module.RunFlags.__dataclass_fields__

@@ -181,6 +181,14 @@ def test_make_random_and_medium_expert(tmp_path):
         np.testing.assert_array_equal(f["observations"][300:], h5py.File(second)["observations"][()])
         assert f["timeouts"][299] or f["terminals"][299]
 
+    # Plain D4RL files carry no env_id: files of two environments are told apart by their shapes.
+    with h5py.File(first) as f:
+        hopper = {key: f[key][()] for key in make_dataset.D4RL_KEYS}
+    plain = write_d4rl(str(tmp_path / "plain.hdf5"), hopper)
+    other = write_d4rl(str(tmp_path / "other.hdf5"), hopper, replace={"actions": np.zeros((300, 6), np.float32)})
+    with pytest.raises(make_dataset.UsageError, match="shape of their actions"):
+        make(tmp_path, kind="medium-expert", inputs=(plain, other), out=str(tmp_path / "bad.hdf5"))
+
 
 def test_make_from_a_td3_model(tmp_path):
     targs = td3.Args(env="Pendulum-v1", buffer_size=10, hdim=32, exploration_noise=0.3)

@@ -189,9 +189,3 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(hopper, tmp_pat
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     assert torch.equal(a["state_mean"], b["state_mean"]) and torch.equal(a["state_std"], b["state_std"])
-
-
-def test_resume_of_a_folder_without_state_is_one_line(script, tmp_path):
-    result = script("td3_bc.py", "--resume", str(tmp_path))
-    assert result.returncode == 2 and "no resumable state" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import td7
-from conftest import make_args, run_script
+from conftest import make_args, one_error_line, run_script
 from lap_buffer import check_dataset, load_dataset
 from datasets_util import hopper, make_dataset, one_torch_thread, write_d4rl, write_minari  # noqa: F401 (fixtures)
 
@@ -31,11 +31,6 @@ def hopper_agent(data, **kwargs):
     agent = td7.Agent(env.observation_space.shape[0], env.action_space.shape[0], args, torch.device("cpu"))
     agent.load_dataset(check_dataset(data, env, "hopper"))
     return agent
-
-
-def one_error_line(result):
-    lines = result.stderr.strip().splitlines()
-    return result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr and "error" in lines[0]
 
 
 @pytest.mark.parametrize("offline", [True, False])

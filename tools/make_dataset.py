@@ -239,6 +239,9 @@ def make(args: Args):
         envs = {str(attrs.get("env_id")) for _, attrs in parts}
         if len(envs) > 1:
             raise UsageError(f"--inputs come from different environments: {', '.join(sorted(envs))}")
+        for key in ("observations", "actions"):  # files without env_id (plain D4RL) are told apart by their shapes
+            if len({d[key].shape[1:] for d, _ in parts}) > 1:
+                raise UsageError(f"--inputs differ in the shape of their {key}: not the same environment")
         for data, _ in parts:  # an episode never runs on from one file into the next
             data["timeouts"][-1] |= ~data["terminals"][-1]
         data = {key: np.concatenate([d[key] for d, _ in parts]) for key in D4RL_KEYS}

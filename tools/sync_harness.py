@@ -7,6 +7,7 @@ td3.py, then run this. tests/test_layout.py fails while any script's harness dif
     python tools/sync_harness.py --check  # exit 1 and name the scripts that differ, change nothing
 """
 
+import argparse
 import os
 import sys
 
@@ -16,9 +17,13 @@ SCRIPTS = ("td3", "td7", "td3_bc", "sac", "ddpg", "ppo")
 
 
 def split(script: str) -> tuple:
-    """(the reader's part, the harness from the marker on) of a script, or None without exactly one marker."""
-    with open(os.path.join(ROOT, f"{script}.py")) as f:
-        text = f.read()
+    """(the reader's part, the harness from the marker on) of a script, or None if it is missing or does not hold
+    exactly one marker."""
+    try:
+        with open(os.path.join(ROOT, f"{script}.py")) as f:
+            text = f.read()
+    except OSError:
+        return None
     if text.count(MARKER) != 1:
         return None
     head, tail = text.split(MARKER)
@@ -27,11 +32,11 @@ def split(script: str) -> tuple:
 
 def main(check: bool) -> int:
     if split("td3") is None:
-        print(f"td3.py must hold the marker line exactly once: {MARKER.strip()}")
+        print(f"td3.py must exist and hold the marker line exactly once: {MARKER.strip()}")
         return 1
     harness, parts = split("td3")[1], {script: split(script) for script in SCRIPTS[1:]}
     for script in [script for script, part in parts.items() if part is None]:
-        print(f"{script}.py does not hold the marker line exactly once: {'nothing done' if not check else 'differs'}")
+        print(f"{script}.py is missing or does not hold the marker line exactly once: nothing done")
     differ = [script for script, part in parts.items() if part is not None and part[1] != harness]
     if check:
         for script in differ:
@@ -41,8 +46,10 @@ def main(check: bool) -> int:
         with open(os.path.join(ROOT, f"{script}.py"), "w") as f:
             f.write(parts[script][0] + harness)
         print(f"{script}.py: harness copied from td3.py")
-    return 0
+    return 1 if None in parts.values() else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main("--check" in sys.argv[1:]))
+    parser = argparse.ArgumentParser(description="Copies td3.py's run harness into the other five scripts.")
+    parser.add_argument("--check", action="store_true", help="exit 1 and name the scripts that differ, change nothing")
+    sys.exit(main(parser.parse_args().check))
