@@ -1175,7 +1175,7 @@ def launch(args) -> str:
         saved = read_state(os.path.join(args.run.resume, "resume.pt"), "resumable state",
                            f"--resume takes the folder of a stopped {ALGO}.py run", weights_only=False)
         now, args = args, args_from_dict(saved["args"])  # the saved arguments, but where and how it runs now:
-        mine, ours = ("device", "torch_threads", "progress", "resume"), ("compile", "cudagraphs")
+        mine, ours = ("device", "torch_threads", "progress", "snapshot_every", "resume"), ("compile", "cudagraphs")
         differ = changed_flags(now, saved["args"], keep=mine + ours)
         if differ:
             raise UsageError(f"--resume continues a run with its own flags, and these would change it: {differ}")
