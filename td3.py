@@ -425,10 +425,13 @@ def make_vector_env(envs: list) -> gym.vector.SyncVectorEnv:
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None) -> np.ndarray:
-    """Returns of `episodes` episodes acted by agent.eval_action; the first one's rendered frames go to `frames`."""
+def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None, stop=None) -> Optional[np.ndarray]:
+    """Returns of `episodes` episodes acted by agent.eval_action; the first one's rendered frames go to `frames`.
+    None if stop() turns true before an episode: the evaluation is cut short."""
     returns = np.zeros(episodes)
     for episode in range(episodes):
+        if stop is not None and stop():
+            return None
         state, _ = env.reset()
         done = False
         while not done:
@@ -570,21 +573,25 @@ class Progress:
 
 
 class StopRequests:
-    """SIGINT and SIGTERM ask the run to stop at its next safe point, within one gradient step (an evaluation under
-    way ends first), where it writes its resumable state; the first says so at once. A second Ctrl-C stops at once, without writing one (the last
+    """SIGINT and SIGTERM ask the run to stop at its next safe point, within one gradient step (or evaluation
+    episode), where it writes its resumable state; the first says so at once. A second Ctrl-C stops at once, without writing one (the last
     snapshot and the evaluations are on disk)."""
 
     def __init__(self):
         self.requested = False
         self.previous = {signum: signal.signal(signum, self.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
 
+    def during_evaluation(self) -> bool:
+        """Checked before each evaluation episode: a stop cuts an evaluation short, and it is redone on resume."""
+        return self.requested
+
     def handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
             self.say("\nstopped at once: no resumable state written\n")
             raise SystemExit(130)
         if not self.requested:
-            self.say(f"\n{signal.Signals(signum).name}: stopping after the current gradient step (or evaluation), "
-                     f"then saving (Ctrl-C again: stop at once without saving)\n")
+            self.say(f"\n{signal.Signals(signum).name}: stopping after the current gradient step (or evaluation "
+                     f"episode), then saving (Ctrl-C again: stop at once without saving)\n")
         self.requested = True
 
     @staticmethod
@@ -877,6 +884,8 @@ class Run:
         self.logger.rows = [row for row in self.logger.rows if int(row[0]) <= loop.t * size]
         self.progress = Progress(count * size, loop.t * size, args.run.progress)
         self.last = (loop.t * size, time.time())  # step and time of the last evaluation, for the speed
+        if getattr(loop, "evaluation_due", None) is not None:  # the evaluation a stop cut short
+            self.evaluate(loop.evaluation_due)
         if loop.t == 0 and not self.logger.rows:
             self.evaluate(0)
         while loop.t < count:
@@ -889,8 +898,15 @@ class Run:
             self.safe_point()
 
     def evaluate(self, step: int):
-        """An evaluation, logged (evaluations.csv, TensorBoard, a console line), and model.pt and a video if asked."""
-        returns = evaluate(self.agent, self.eval_env, self.args.eval_episodes)
+        """An evaluation, logged (evaluations.csv, TensorBoard, a console line), and model.pt and a video if asked.
+        A stop request cuts it short: the evaluation environment's generator is put back and it is redone on resume."""
+        generator = self.eval_env.unwrapped.np_random.bit_generator.state
+        returns = evaluate(self.agent, self.eval_env, self.args.eval_episodes, stop=self.stop.during_evaluation)
+        if returns is None:
+            self.eval_env.unwrapped.np_random.bit_generator.state = generator
+            self.loop.evaluation_due = step
+            raise Stop
+        self.loop.evaluation_due = None
         self.logger.evaluation(step, time.time() - self.start_time, returns)
         speed = (step - self.last[0]) / max(time.time() - self.last[1], 1e-9)  # since the last evaluation
         self.logger.scalar("train/SPS", speed, step)

@@ -51,6 +51,9 @@ def stop_at(module, k):
             self.checks += 1
             return self.checks == k
 
+        def during_evaluation(self):  # safe points only: evaluations are never cut short here
+            return False
+
     return StopAt
 
 
@@ -67,11 +70,12 @@ def evaluation_columns(run_path, *columns):
         return [tuple(row[column] for column in columns) for row in csv.DictReader(f)]
 
 
-def full_and_interrupted(module, common: dict, stop: int, tmp_path, monkeypatch):
+def full_and_interrupted(module, common: dict, stop, tmp_path, monkeypatch):
     """Runs module.launch(make_args(module, **common)) to the end in tmp_path/full, then again in tmp_path/parts
-    stopped at the stop-th check (see stop_at), which must exit with status 130. Returns both run folders."""
+    stopped at the stop-th check (see stop_at; or by `stop`, a StopRequests class), which must exit with status 130.
+    Returns both run folders."""
     full = module.launch(make_args(module, run_dir=str(tmp_path / "full"), **common))
-    monkeypatch.setattr(module, "StopRequests", stop_at(module, stop))
+    monkeypatch.setattr(module, "StopRequests", stop if isinstance(stop, type) else stop_at(module, stop))
     with pytest.raises(SystemExit) as exit_info:
         module.launch(make_args(module, run_dir=str(tmp_path / "parts"), **common))
     monkeypatch.undo()

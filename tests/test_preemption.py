@@ -11,7 +11,7 @@ import time
 import torch
 
 import td7
-from conftest import ROOT, evaluation_columns, make_args, run_script
+from conftest import ROOT, evaluation_columns, full_and_interrupted, make_args, run_script
 
 SMALL = {"actor_hdim": 32, "critic_hdim": 32, "enc_hdim": 32, "zs_dim": 16, "batch_size": 32}
 # Pendulum's 200-step episodes; training starts at the episode end at 200, so the first checkpoint batch of 200
@@ -49,6 +49,26 @@ def test_a_stop_inside_a_td7_batch_comes_after_the_current_gradient_step_and_res
     assert full_model["training_steps"] == resumed_model["training_steps"] == 600  # the last batch is trained too
     for key, value in full_model["actor"].items():
         assert torch.equal(value, resumed_model["actor"][key]), key
+
+
+def test_a_stop_during_an_evaluation_cuts_it_short_and_the_resumed_run_redoes_it(tmp_path, monkeypatch):
+    class StopInEvaluation(td7.StopRequests):
+        """The stop request comes before the second episode of the evaluation at step 300 (its 8th episode)."""
+
+        def __init__(self):
+            self.requested, self.episodes, self.previous = False, 0, {}
+
+        def during_evaluation(self):
+            self.episodes += 1
+            self.requested = self.requested or self.episodes == 8
+            return self.requested
+
+    full, interrupted = full_and_interrupted(td7, TD7_RUN, StopInEvaluation, tmp_path, monkeypatch)
+    loop = torch.load(os.path.join(interrupted, "resume.pt"), weights_only=False)["loop"]
+    assert loop["t"] == 300 and loop["evaluation_due"] == 300
+    assert [step for step, in evaluation_columns(interrupted, "step")] == ["0", "100", "200"]
+    resumed = td7.launch(make_args(td7, resume=interrupted, device="cpu", torch_threads=1))
+    assert evaluation_columns(resumed, "step", "returns") == evaluation_columns(full, "step", "returns")
 
 
 def start(script, args, **popen):
