@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_script
+from conftest import ROOT, one_error_line, run_script
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import plot  # noqa: E402
@@ -190,3 +190,74 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     result = run_script("tools/plot.py", str(tmp_path / "r"), "--normalize", str(tmp_path / "bad.json"), "--no-figure")
     assert result.returncode == 2 and "--normalize" in result.stderr and "Traceback" not in result.stderr
+
+
+def published_file(path, numbers, score):
+    source = {"citation": "A paper", "protocol": "how they measured", "score": score, "interval": "95% CI", "seeds": 10}
+    path.write_text(json.dumps({"sources": {"paper": source}, "numbers": [dict(n, source="paper") for n in numbers]}))
+    return str(path)
+
+
+def test_published_scores_and_t_interval_against_a_hand_computation(tmp_path):
+    steps = np.arange(0, 1100, 100)
+    seeds = {s: np.round(np.arange(11) * 10.0 + 7 * s, 3) for s in range(3)}
+    for s, returns in seeds.items():
+        write_run(tmp_path / "runs", "td7", "Hopper-v4", s, steps, returns, total=1000)
+    runs = plot.find_runs([str(tmp_path / "runs")], warn=lambda m: None)
+    at_step = plot.load_published(published_file(tmp_path / "a.json", [
+        {"algo": "td7", "env": "Hopper-v4", "step": 500, "mean": 57.0, "interval": 2.0},
+        {"algo": "td7", "env": "Hopper-v4", "step": 500, "mean": 80.0, "interval": 5.0},
+        {"algo": "sac", "env": "Hopper-v4", "step": 500, "mean": 1.0, "interval": 1.0}], {"kind": "at_step"}))
+    rows = plot.compare_published(runs, at_step)
+    assert len(rows) == 2  # no sac runs: no row
+    scores = [50.0, 57.0, 64.0]  # the evaluation at step 500 of each seed
+    assert rows[0]["scores"] == scores
+    half = 4.303 * np.std(scores, ddof=1) / np.sqrt(3)  # t(0.975, 2) s / sqrt(n)
+    assert rows[0]["mean"] == pytest.approx(57.0) and rows[0]["half"] == pytest.approx(half, rel=1e-6)
+    assert [r["where"] for r in rows] == ["inside", "below"]
+    window = plot.load_published(published_file(tmp_path / "w.json", [
+        {"algo": "td7", "env": "Hopper-v4", "step": 1000, "mean": 0.0, "interval": 1.0}],
+        {"kind": "final_window", "steps": 200}))
+    [row] = plot.compare_published(runs, window)
+    # The evaluations of the last 200 steps: 800, 900 and 1000.
+    assert row["scores"] == pytest.approx([np.mean(seeds[s][8:]) for s in range(3)]) and row["where"] == "above"
+    assert plot.t_interval([4.0]) == (4.0, 0.0)
+
+
+def test_a_results_suite_gets_its_figure_table_and_published_points(tmp_path):
+    pytest.importorskip("matplotlib")
+    store = tmp_path / "store"
+    suite = store / "tiny"
+    for s in range(2):
+        write_run(suite / "td3" / "Hopper-v4" / f"seed{s}", "td3", "Hopper-v4", s, [0, 100, 200], [0, 10 + s, 20 + s],
+                  total=200)
+    (suite / "suite.json").write_text("{}")
+    published_file(store / "published.json", [{"algo": "td3", "env": "Hopper-v4", "step": 200, "mean": 30.0,
+                                               "interval": 3.0}], {"kind": "at_step"})
+    result = run_script("tools/plot.py", str(suite), "--reps", "100")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in suite.iterdir()) == ["curves.png", "suite.json", "table.md", "td3"]
+    table = (suite / "table.md").read_text()
+    assert table == result.stdout[:len(table)]
+    row = table_row(table.split("## Final performance")[0], "Hopper-v4", "td3")
+    assert row[2:8] == ["200", "20 +- 6", "20, 21", "30 +- 3 (95% CI, 10 seeds)", "paper", "below"]
+    assert "- paper: A paper. how they measured" in table
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    real = plt.Axes.errorbar
+    try:
+        plt.Axes.errorbar = lambda self, x, y, **kw: drawn.append((x, y, kw["yerr"], kw["label"]))
+        plot.plot(plot.find_runs([str(suite)], warn=lambda m: None), str(tmp_path / "fig"), 50,
+                  np.random.default_rng(0), published=plot.load_published(str(store / "published.json")))
+    finally:
+        plt.Axes.errorbar = real
+    assert drawn == [([200], [30.0], [3.0], "td3: paper (95% CI, 10 seeds)")]
+
+
+def test_bad_published_numbers_are_one_line(tmp_path):
+    write_run(tmp_path / "r", "td3", "Hopper-v4", 0, [0, 100], [1, 2], total=100)
+    bad = published_file(tmp_path / "p.json", [{"algo": "td3", "env": "Hopper-v4", "step": 100, "mean": "x",
+                                                "interval": 1}], {"kind": "at_step"})
+    result = run_script("tools/plot.py", str(tmp_path / "r"), "--published", bad, "--no-figure")
+    assert one_error_line(result) and "published" in result.stderr

@@ -28,8 +28,24 @@ Normalized scores (0 = reference minimum, 100 = reference maximum), chosen per e
      policy) of the environment's runs and R_best the best algorithm's mean final score.
 The output says which one each environment used.
 
+Published numbers (--published FILE, or a published.json in a root or its parent folder, as in the results
+store benchmarks/results/): a JSON file {"sources": {name: {...}}, "numbers": [{algo, env, step, mean, interval,
+source}, ...]}, each source naming its citation, its protocol, the score it reports and what its interval is.
+Each number whose algorithm and environment have runs is marked on its panel at its step (a black-edged point
+with its interval), and a third table sets our score beside it, computed the way the source computes its own:
+  - "at_step": the evaluation at that step (e.g. the TD7 paper's Table 1 at 300k);
+  - "final_window" with "steps": W: the mean of the evaluations in the last W environment steps of the run (e.g.
+    CleanRL's mean of the last 100 training episodes, about the last 100k steps of a MuJoCo run);
+then the mean over seeds with a Student-t 95% confidence interval (mean +- t(0.975, n - 1) s / sqrt(n), honest for
+3 seeds where a bootstrap interval is too narrow), each seed's score, and whether our mean lies inside, above or
+below the published mean +- interval.
+
+A suite of the results store (a root holding suite.json) needs no other argument: its figure goes to
+<root>/curves.png and its tables to <root>/table.md.
+
     python tools/plot.py runs/ --out plots/mujoco
     python tools/plot.py sweeps/a sweeps/b --normalize d4rl --group-by lap
+    python tools/plot.py benchmarks/results/td7-300k
 """
 
 import argparse
@@ -342,10 +358,111 @@ def format_tables(summary, last: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Published numbers
+
+
+# Student-t 0.975 quantiles for n - 1 = 1..30 degrees of freedom (beyond: the normal 1.96).
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_interval(values):
+    """(mean, half-width) of the Student-t 95% confidence interval of the mean of values (half-width 0 for one)."""
+    values = np.asarray(values, np.float64)
+    n = len(values)
+    if n < 2:
+        return float(values.mean()), 0.0
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(n))
+
+
+def find_published(roots):
+    """The published.json in a root or in a root's parent folder (the results store), or None."""
+    for root in roots:
+        for folder in (root, os.path.dirname(os.path.abspath(root))):
+            path = os.path.join(folder, "published.json")
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def load_published(path):
+    """The numbers of a published.json, each with its source's fields under "source" (a dict)."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+        sources, numbers = raw["sources"], []
+        for entry in raw["numbers"]:
+            number = {key: entry[key] for key in ("algo", "env", "step", "mean", "interval")}
+            number["source"] = dict(sources[entry["source"]], name=entry["source"])
+            kind = number["source"]["score"]["kind"]
+            if kind not in ("at_step", "final_window"):
+                raise ValueError(f"unknown score kind {kind!r}")
+            if kind == "final_window" and not number["source"]["score"]["steps"] > 0:
+                raise ValueError("final_window needs steps > 0")
+            for key in ("step", "mean", "interval"):
+                if not isinstance(number[key], (int, float)) or not math.isfinite(number[key]):
+                    raise ValueError(f"{key} of {entry} is not a number")
+            numbers.append(number)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"cannot read the published numbers {path} ({type(e).__name__}: {e})")
+    return numbers
+
+
+def published_score(run, number):
+    """A run's score as the number's source computes its own, or None when the run does not reach it."""
+    score = number["source"]["score"]
+    if score["kind"] == "at_step":
+        at = np.flatnonzero(run.steps == number["step"])
+        return float(run.returns[at[0]]) if len(at) else None
+    if run.last_step < number["step"]:
+        return None
+    return float(run.returns[run.steps >= run.last_step - score["steps"]].mean())
+
+
+def compare_published(runs, numbers):
+    """One row per published number that has runs: ours (per seed, mean and t interval) beside it."""
+    rows = []
+    for number in numbers:
+        group = [r for r in runs if r.algo == number["algo"] and r.env == number["env"]]
+        scores = [s for s in (published_score(r, number) for r in group) if s is not None]
+        if not group:
+            continue
+        mean, half = t_interval(scores) if scores else (float("nan"), float("nan"))
+        low, high = number["mean"] - number["interval"], number["mean"] + number["interval"]
+        where = "-" if not scores else "inside" if low <= mean <= high else "above" if mean > high else "below"
+        rows.append({"number": number, "scores": scores, "mean": mean, "half": half, "where": where,
+                     "missing": len(group) - len(scores)})
+    return rows
+
+
+def format_published(rows) -> str:
+    if not rows:
+        return ""
+    lines = ["## Beside the published numbers (our score computed as each source computes its own; mean over "
+             "seeds, Student-t 95% CI)", "",
+             "| env | algorithm | step | ours | seeds | published | source | ours vs published |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        number, source = row["number"], row["number"]["source"]
+        ours = (f"{row['mean']:.0f} +- {row['half']:.0f}" if len(row["scores"]) > 1 else
+                f"{row['mean']:.0f}" if row["scores"] else "not reached")
+        seeds = ", ".join(f"{s:.0f}" for s in row["scores"]) + (f" ({row['missing']} not reached)"
+                                                                 if row["missing"] else "")
+        lines.append(f"| {number['env']} | {number['algo']} | {number['step']:,} | {ours} | {seeds} | "
+                     f"{number['mean']:.0f} +- {number['interval']:.0f} ({source['interval']}, "
+                     f"{source['seeds']} seeds) | {source['name']} | {row['where']} |")
+    lines += ["", "Sources:"]
+    for name, source in {r["number"]["source"]["name"]: r["number"]["source"] for r in rows}.items():
+        lines.append(f"- {name}: {source['citation']}. {source['protocol']}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
 # Figure
 
 
-def plot(runs, out: str, reps: int, rng: np.random.Generator, title=None):
+def plot(runs, out: str, reps: int, rng: np.random.Generator, title=None, published=(), formats=("png", "pdf")):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -371,6 +488,12 @@ def plot(runs, out: str, reps: int, rng: np.random.Generator, title=None):
                 f", {partial} partial)" if partial else ")")
             ax.plot(grid, mean, color=colors[label], label=name, linewidth=1.5)
             ax.fill_between(grid, low, high, color=colors[label], alpha=0.2, linewidth=0)
+            for number in published:
+                if number["algo"] == label and number["env"] == env and not use_normalized:
+                    source = number["source"]
+                    ax.errorbar([number["step"]], [number["mean"]], yerr=[number["interval"]], fmt="o",
+                                color=colors[label], markeredgecolor="black", ecolor="black", capsize=4, zorder=3,
+                                label=f"{label}: {source['name']} ({source['interval']}, {source['seeds']} seeds)")
         ax.set_title(env)
         ax.set_xlabel("gradient steps" if all(r.offline for r in env_runs) else "environment steps")
         ax.set_ylabel("normalized score" if use_normalized else "evaluation return")
@@ -384,7 +507,7 @@ def plot(runs, out: str, reps: int, rng: np.random.Generator, title=None):
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in formats:
         path = f"{out}.{ext}"
         fig.savefig(path, dpi=150 if ext == "png" else None, metadata=None if ext == "png" else {"CreationDate": None})
         paths.append(path)
@@ -414,6 +537,10 @@ def parse_args(argv=None):
     parser.add_argument("--envs", nargs="*", default=None, help="only these environments (config env)")
     parser.add_argument("--table", default=None, help="also write the markdown tables to this file")
     parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument("--published", default=None, metavar="FILE.json",
+                        help="published numbers to set beside ours (default: published.json in a root or its parent)")
+    parser.add_argument("--formats", nargs="+", default=None, choices=["png", "pdf", "svg"],
+                        help="figure formats (default png pdf; png for a results-store suite)")
     parser.add_argument("--no-figure", action="store_true", help="print the tables only")
     return parser.parse_args(argv)
 
@@ -431,16 +558,24 @@ def main(argv=None) -> int:
     if not runs:
         raise UsageError(f"no runs left after --algos/--envs under {', '.join(args.roots)}")
     load_reference(args.normalize)  # a bad file fails before any work
+    published_path = args.published or find_published(args.roots)
+    published = load_published(published_path) if published_path else []
+    suite = len(args.roots) == 1 and os.path.isfile(os.path.join(args.roots[0], "suite.json"))
     rng = np.random.default_rng(args.seed)
     text = format_tables(summarize(runs, args.last, args.reps, rng, args.normalize), args.last)
+    comparison = format_published(compare_published(runs, published))
+    if comparison:
+        text = comparison + "\n" + text
     print(text, end="")
-    if args.table:
-        with open(args.table, "w") as f:
+    table = args.table or (os.path.join(args.roots[0], "table.md") if suite else None)
+    if table:
+        with open(table, "w") as f:
             f.write(text)
     if not args.no_figure:
         out = args.out or os.path.join(args.roots[0], "curves")
-        paths = plot(runs, out, args.reps, np.random.default_rng(args.seed + 1), args.title)
-        print(f"\nfigures: {', '.join(paths)}")
+        formats = args.formats or (["png"] if suite else ["png", "pdf"])
+        paths = plot(runs, out, args.reps, np.random.default_rng(args.seed + 1), args.title, published, formats)
+        print(f"\nfigures: {', '.join(paths)}" + (f"; tables: {table}" if table else ""))
     return 0
 
 

@@ -1,0 +1,337 @@
+"""The results store (benchmarks/results/): copy finished runs into it, and check it.
+
+    python tools/results.py collect ~/campaign/runs/ppo-1m benchmarks/results/ppo-1m
+    python tools/results.py check                      # every suite under benchmarks/results
+    python tools/results.py check benchmarks/results/td7-300k --complete
+
+A suite is a folder <store>/<suite>/ holding suite.json,
+    {"sweeps": ["python tools/sweep.py --algos ... -- --total-timesteps 300000", ...],
+     "torch_threads": 1, "commits": ["<git commit of the project>", ...]},
+the sweep commands that made its runs (their grid: algorithms x environments x seeds, and the arguments after
+`--` that every run got), the torch threads of each run, and the commits the runs were made with. For each run
+of those sweeps that finished, <suite>/<algo>/<env>/seed<k>/ holds the run's config.json and evaluations.csv
+exactly as the script wrote them, and nothing else. Beside them, the suite may hold what tools/plot.py makes of
+it: curves.png and table.md.
+
+collect copies each finished run folder found under a sweep's root (recursively) into the suite, after checking
+it as below; an unfinished run is left out, and a run already in the store is never overwritten (the same files:
+nothing to do; other files: said, and left as they are).
+
+check verifies, for every suite: suite.json and its sweep commands parse; nothing but the files above is in the
+suite; each run belongs to the grid of a sweep; its config matches that sweep's command: the environment and
+seed of its cell, the arguments after `--`, every other hyperparameter and harness flag at the script's
+default (but the run folder), the suite's thread count and one of its commits; its evaluations.csv has the
+scripts' header, exactly the evaluation steps of the schedule from step 0 to the end of the run, eval_episodes
+returns in each row, and the mean and standard deviation of those returns in its columns. --complete also
+requires every run of every sweep to be there. Exit status 1 when a check fails, 2 on bad input.
+"""
+
+import argparse
+import csv
+import filecmp
+import importlib.util
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import asdict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STORE = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import sweep  # noqa: E402
+
+RUN_FILES = ("config.json", "evaluations.csv")
+SUITE_FILES = ("suite.json", "curves.png", "table.md")
+HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
+
+
+class UsageError(Exception):
+    """Bad input: one line on stderr, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# A suite and what its runs must be
+
+
+class Suite:
+    def __init__(self, path: str):
+        self.path, self.name = path, os.path.basename(os.path.normpath(path))
+        try:
+            with open(os.path.join(path, "suite.json")) as f:
+                spec = json.load(f)
+            self.commands, self.threads, self.commits = spec["sweeps"], int(spec["torch_threads"]), spec["commits"]
+            self.cells = {}  # (algo, env, seed) -> the arguments after `--` of its sweep
+            for command in self.commands:
+                words = shlex.split(command)
+                if words[:2] != ["python", "tools/sweep.py"]:
+                    raise ValueError(f"a sweep command starts with python tools/sweep.py: {command}")
+                args, passthrough = sweep.parse_args(words[2:])
+                for algo in args.algos:
+                    for env in args.envs:
+                        for seed in args.seeds:
+                            self.cells[(algo, env, seed)] = passthrough
+        except (OSError, ValueError, KeyError, TypeError, SystemExit, sweep.UsageError) as e:
+            raise UsageError(f"{path}: cannot read suite.json ({type(e).__name__}: {e})")
+
+    def run_dir(self, algo: str, env: str, seed: int) -> str:
+        return os.path.join(self.path, algo, env, f"seed{seed}")
+
+
+_scripts = {}
+
+
+def script(algo: str):
+    """The algorithm's script as a module (for its Args and RunFlags defaults)."""
+    if algo not in _scripts:
+        spec = importlib.util.spec_from_file_location(f"_results_{algo}", os.path.join(ROOT, f"{algo}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+        spec.loader.exec_module(module)
+        _scripts[algo] = module
+    return _scripts[algo]
+
+
+def flag_values(passthrough: list) -> dict:
+    """{field name: value as text, or True/False for a bare --flag / --no-flag} of tyro-style arguments."""
+    values, i = {}, 0
+    while i < len(passthrough):
+        word = passthrough[i]
+        if not word.startswith("--"):
+            raise ValueError(f"unexpected argument {word!r}")
+        name, sep, value = word[2:].partition("=")
+        if sep:
+            values[name.replace("-", "_")] = value
+        elif i + 1 < len(passthrough) and not passthrough[i + 1].startswith("--"):
+            values[name.replace("-", "_")] = passthrough[i + 1]
+            i += 1
+        elif name.startswith("no-"):
+            values[name[3:].replace("-", "_")] = False
+        else:
+            values[name.replace("-", "_")] = True
+        i += 1
+    return values
+
+
+def same(recorded, wanted) -> bool:
+    """A config value against a command-line value (text) or a default."""
+    if isinstance(wanted, str) and not isinstance(recorded, str):
+        if isinstance(recorded, bool):
+            return False
+        try:
+            return float(recorded) == float(wanted)
+        except (TypeError, ValueError):
+            return False
+    return recorded == wanted
+
+
+def config_problems(suite: Suite, algo: str, env: str, seed: int, config: dict) -> list:
+    """What is wrong with a run's config for its cell of the suite (empty: it matches)."""
+    if (algo, env, seed) not in suite.cells:
+        return [f"{algo} {env} seed{seed} is not in the grid of any sweep of {suite.name}"]
+    problems = []
+    for key, wanted in (("algo", algo), ("env", env), ("seed", seed), ("torch_threads", suite.threads)):
+        if config.get(key) != wanted:
+            problems.append(f"{key} is {config.get(key)!r}, not {wanted!r}")
+    if config.get("git_commit") not in suite.commits:
+        problems.append(f"git_commit {config.get('git_commit')!r} is not one of the suite's commits")
+    module = script(algo)
+    defaults = asdict(module.Args())
+    run_defaults = defaults.pop("run")
+    given = flag_values(suite.cells[(algo, env, seed)])
+    expected = dict(defaults, env=env, seed=seed)
+    run_expected = dict(run_defaults, torch_threads=suite.threads)
+    for name, value in given.items():
+        if name in expected:
+            expected[name] = value
+        elif name in run_expected:
+            run_expected[name] = value
+        else:
+            problems.append(f"the sweep passes --{name.replace('_', '-')}, which {algo}.py does not have")
+    for name, wanted in expected.items():
+        if name not in config or not same(config[name], wanted):
+            problems.append(f"{name} is {config.get(name)!r}, the sweep's command gives {wanted!r}")
+    recorded_run = config.get("run") if isinstance(config.get("run"), dict) else {}
+    for name, wanted in run_expected.items():
+        if name != "run_dir" and not same(recorded_run.get(name), wanted):
+            problems.append(f"run.{name} is {recorded_run.get(name)!r}, the sweep's command gives {wanted!r}")
+    return problems
+
+
+def schedule(config: dict) -> list:
+    """The evaluation steps of a whole run, as the harness makes them: step 0, then after each step (PPO: each
+    rollout of num_envs * num_steps) that crosses a multiple of eval_freq, and at the end."""
+    total, freq = int(config["total_timesteps"]), int(config["eval_freq"])
+    size = int(config["num_envs"]) * int(config["num_steps"]) if "num_steps" in config else 1
+    count = -(-total // size)
+    steps = [0]
+    for m in range(1, count * size // freq + 1):  # the first step that reaches m * eval_freq
+        steps.append(-(-m * freq // size) * size)
+    if steps[-1] != count * size:
+        steps.append(count * size)
+    return sorted(set(steps))
+
+
+def evaluation_problems(path: str, config: dict) -> list:
+    """What is wrong with a run's evaluations.csv (empty: it is whole and consistent)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        return [f"cannot read it ({e})"]
+    if not rows or rows[0] != HEADER:
+        return [f"its header is not {','.join(HEADER)}"]
+    problems, steps = [], []
+    for row in rows[1:]:
+        try:
+            step, mean, std = int(row[0]), float(row[2]), float(row[3])
+            returns = [float(x) for x in row[4].split()]
+        except (ValueError, IndexError):
+            return [f"row {row} is malformed"]
+        steps.append(step)
+        if len(returns) != config.get("eval_episodes"):
+            problems.append(f"step {step}: {len(returns)} returns, not eval_episodes {config.get('eval_episodes')}")
+        elif returns:
+            m = sum(returns) / len(returns)
+            s = math.sqrt(sum((r - m) ** 2 for r in returns) / len(returns))
+            if abs(m - mean) > 2e-3 or abs(s - std) > 2e-3:
+                problems.append(f"step {step}: mean/std {mean}/{std} are not those of its returns ({m:.3f}/{s:.3f})")
+    wanted = schedule(config)
+    if steps != wanted:
+        missing = sorted(set(wanted) - set(steps))[:3]
+        extra = sorted(set(steps) - set(wanted))[:3]
+        problems.append(f"its steps are not the schedule's {len(wanted)} from 0 to {wanted[-1]} ({len(steps)} rows;"
+                        f" missing {missing}, unexpected {extra})")
+    return problems
+
+
+def check(suite: Suite, complete: bool = False) -> list:
+    """Every problem of a suite, as lines."""
+    problems = []
+    for name in sorted(os.listdir(suite.path)):
+        if name not in SUITE_FILES and not (os.path.isdir(os.path.join(suite.path, name))
+                                            and name in {algo for algo, _, _ in suite.cells}):
+            problems.append(f"{suite.name}/{name} does not belong in a suite")
+    found = set()
+    for algo in sorted({algo for algo, _, _ in suite.cells}):
+        for dirpath, dirnames, filenames in os.walk(os.path.join(suite.path, algo)):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, suite.path)
+            parts = rel.split(os.sep)
+            if len(parts) < 3:
+                if filenames:
+                    problems.append(f"{suite.name}/{rel} holds files: {', '.join(sorted(filenames))}")
+                continue
+            dirnames[:] = []
+            if len(parts) > 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
+                problems.append(f"{suite.name}/{rel} is not <algo>/<env>/seed<k>")
+                continue
+            cell = (parts[0], parts[1], int(parts[2][4:]))
+            found.add(cell)
+            if sorted(filenames) != sorted(RUN_FILES):
+                problems.append(f"{suite.name}/{rel} holds {sorted(filenames)}, not exactly {list(RUN_FILES)}")
+                continue
+            try:
+                with open(os.path.join(dirpath, "config.json")) as f:
+                    config = json.load(f)
+            except (OSError, ValueError) as e:
+                problems.append(f"{suite.name}/{rel}/config.json: {e}")
+                continue
+            problems += [f"{suite.name}/{rel}/config.json: {p}" for p in config_problems(suite, *cell, config)]
+            problems += [f"{suite.name}/{rel}/evaluations.csv: {p}"
+                         for p in evaluation_problems(os.path.join(dirpath, "evaluations.csv"), config)]
+    if complete:
+        for algo, env, seed in sorted(set(suite.cells) - found):
+            problems.append(f"{suite.name}: {algo} {env} seed{seed} is missing")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# collect
+
+
+def collect(source: str, suite: Suite, say=print) -> int:
+    """Copies the finished runs under source into the suite; the number copied."""
+    copied = 0
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames.sort()
+        if "config.json" not in filenames:
+            continue
+        dirnames[:] = []
+        finished, last = sweep.run_folder_state(dirpath)
+        if not finished:
+            say(f"not finished (last evaluation at step {last}): {dirpath}")
+            continue
+        with open(os.path.join(dirpath, "config.json")) as f:
+            config = json.load(f)
+        cell = (str(config.get("algo")), str(config.get("env")), config.get("seed"))
+        problems = config_problems(suite, *cell, config) + evaluation_problems(
+            os.path.join(dirpath, "evaluations.csv"), config)
+        if problems:
+            say(f"left out {dirpath}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            continue
+        dest = suite.run_dir(*cell)
+        if os.path.isdir(dest):
+            if all(filecmp.cmp(os.path.join(dirpath, n), os.path.join(dest, n), shallow=False) for n in RUN_FILES
+                   if os.path.exists(os.path.join(dest, n))) and sorted(os.listdir(dest)) == sorted(RUN_FILES):
+                continue
+            say(f"left out {dirpath}: {dest} already holds another run of {cell[0]} {cell[1]} seed{cell[2]}")
+            continue
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        partial = dest + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        for name in RUN_FILES:
+            shutil.copyfile(os.path.join(dirpath, name), os.path.join(partial, name))
+        os.replace(partial, dest)
+        say(f"copied {cell[0]} {cell[1]} seed{cell[2]}: {dirpath}")
+        copied += 1
+    return copied
+
+
+def suites_under(store: str) -> list:
+    return [os.path.join(store, name) for name in sorted(os.listdir(store))
+            if os.path.isfile(os.path.join(store, name, "suite.json"))]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="results.py", description="Copy finished runs into the results store "
+                                     "(collect) and check it (check).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect", help="copy the finished runs under a sweep root into a suite")
+    c.add_argument("source", help="a sweep's --root (or any folder holding run folders)")
+    c.add_argument("suite", help="the suite's folder, holding suite.json")
+    k = sub.add_parser("check", help="check suites (default: every suite of benchmarks/results)")
+    k.add_argument("suites", nargs="*", help="suite folders")
+    k.add_argument("--complete", action="store_true", help="also require every run of every sweep")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        if not os.path.isdir(args.source):
+            raise UsageError(f"{args.source} is not a directory")
+        count = collect(args.source, Suite(args.suite))
+        print(f"{count} run(s) copied into {args.suite}")
+        return 0
+    paths = args.suites or suites_under(STORE)
+    if not paths:
+        raise UsageError("no suites (folders with suite.json) to check")
+    failed = False
+    for path in paths:
+        suite = Suite(path)
+        problems = check(suite, args.complete)
+        runs = sum(os.path.isdir(suite.run_dir(*cell)) for cell in suite.cells)
+        print(f"{suite.name}: {runs} of {len(suite.cells)} runs, " + ("ok" if not problems else
+                                                                       f"{len(problems)} problem(s)"))
+        for problem in problems:
+            print(f"  {problem}")
+        failed |= bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UsageError as e:
+        print(f"results.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
