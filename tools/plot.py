@@ -447,8 +447,8 @@ def format_published(rows) -> str:
         number, source = row["number"], row["number"]["source"]
         ours = (f"{row['mean']:.0f} +- {row['half']:.0f}" if len(row["scores"]) > 1 else
                 f"{row['mean']:.0f}" if row["scores"] else "not reached")
-        seeds = ", ".join(f"{s:.0f}" for s in row["scores"]) + (f" ({row['missing']} not reached)"
-                                                                 if row["missing"] else "")
+        seeds = ", ".join(f"{s:.0f}" for s in row["scores"]) or "-"
+        seeds += f" ({row['missing']} not reached)" if row["missing"] else ""
         lines.append(f"| {number['env']} | {number['algo']} | {number['step']:,} | {ours} | {seeds} | "
                      f"{number['mean']:.0f} +- {number['interval']:.0f} ({source['interval']}, "
                      f"{source['seeds']} seeds) | {source['name']} | {row['where']} |")
