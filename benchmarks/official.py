@@ -1,15 +1,18 @@
-"""Our td3.py and td7.py against the official TD3 and TD7 code, timed side by side in one process.
+"""Ours against the official code: td3.py and td7.py timed side by side; --check: td3, ddpg, td7, td3_bc updates.
 
     python benchmarks/official.py --td3 PATH --td7 PATH [--sizes 100000 1000000] [--threads 1 2]
                                   [--steps 200] [--rounds 3] [--end-to-end]
-    python benchmarks/official.py --td3 PATH --td7 PATH --check [--check-steps 260]
+    python benchmarks/official.py [--td3 PATH] [--td7 PATH] [--td3-bc PATH] --check [--check-steps 260]
 
-PATH is the user's own checkout of github.com/sfujim/TD3 or github.com/sfujim/TD7; nothing of it is copied
-into this project. Its files are imported from PATH under private module names (so that TD7.py's
-`import buffer` gets its buffer.py, not benchmarks/buffer.py), on the CPU even where torch sees a GPU, and
-driven through their own APIs with their default hyperparameters, as their main.py builds them:
-TD3.TD3(...).train(utils.ReplayBuffer(...), 256) and TD7.Agent(...).train(). Ours are td3.Agent and
-td7.Agent with default Args, as benchmarks/throughput.py builds them.
+PATH is the user's own checkout of github.com/sfujim/TD3 (TD3.py, and OurDDPG.py for our ddpg.py), of
+github.com/sfujim/TD7 or of github.com/sfujim/TD3_BC; nothing of it is copied into this project. Timing covers TD3
+and TD7, those whose checkout is named; --check covers every algorithm whose checkout is named (--td3: TD3 and
+DDPG). The checkout's files are imported from PATH under private module names (so that TD7.py's `import buffer`
+gets its buffer.py, not benchmarks/buffer.py), on the CPU even where torch sees a GPU, and driven through their
+own APIs with their default hyperparameters, as their main.py builds them: TD3.TD3(...),
+OurDDPG.DDPG(...) and TD3_BC.TD3_BC(...) with .train(utils.ReplayBuffer(...), 256), TD7.Agent(...).train().
+Ours are the Agent of td3.py, ddpg.py, td7.py and td3_bc.py with default Args (td3's and td7's as
+benchmarks/throughput.py builds them).
 
 Update speed (first table): gradient steps per second of train() alone, sampling included. For each buffer
 size N, both sides hold the same N random HalfCheetah-shaped transitions (17-d states, 6-d actions uniform
@@ -38,24 +41,38 @@ Left out on both sides: the first 25k uniform-random steps, the evaluations (10 
 steps in both official main.py), logging. So this is not the speed of a whole training run. The online
 steps add their transitions to the same buffers, N + a few thousand by the end, alike on both sides.
 
---check times nothing: it checks that our update reproduces the official one, for TD3 and TD7. Both sides are
-built as above (on 4096 random transitions); the official networks get our initial weights, every one of them
-(actor, critic, their targets; TD7's encoder, fixed encoder, fixed target encoder and checkpoint copies), our
-twin critics' TwinLinear layers (weight (2, in, out), Q1 at [0]) mapped onto their separate nn.Linear layers.
+--check times nothing: it checks that our update reproduces the official one. Both sides are built as above, on
+4096 random transitions; TD3+BC on a dataset of 4096 such transitions whose state dimensions each have a mean and
+spread of their own, loaded as each side loads it: ours through td3_bc's Agent.load_dataset, which normalizes the
+states inside the agent (and keeps the mean and std to normalize at acting), theirs as their main.py does
+(utils.ReplayBuffer.convert_D4RL, then normalize_states, outside the agent: mean and std of the states, + 1e-3).
+The official networks get our initial weights, every one of them (actor, critic, their targets; TD7's encoder,
+fixed encoder, fixed target encoder and checkpoint copies), our twin critics' TwinLinear layers (weight
+(2, in, out), Q1 at [0]) mapped onto their separate nn.Linear layers (DDPG: one critic, the same layout both sides).
 Our copies are first moved off the trained networks, so that a wrong copy used anywhere shows from step 1.
 At each of --check-steps train() calls (260: past TD7's first hard copy at step 250) each side's buffer
-returns the same rows (not a draw: its sample() is replaced, 256 distinct rows per step) and torch is seeded
-alike just before each side's update, so that the one torch.randn_like draw of each (the target policy noise)
-is the same; the script verifies that each side drew exactly once and the same numbers. Compared: the losses
-(as backpropagated, each step), TD7's LAP priorities (each step, and all stored at the end), TD7's clip range
-(Q_min/Q_max and the running min/max against min_target/max_target, min, max) and LAP max priority (each step),
-and every parameter (each step, and at the end). All of it runs twice, in float32 (as both train) and in float64
-(same weights, batches and noise). Pass: in float64, every difference within 1e-9 of its tensor's scale
-(max(1, max |official|)): the same arithmetic in another order (batched twin critics, fused Adam) agrees to
-~1e-15 there, and any real difference stands out. In float32, within 1e-5 of scale, or within the float32
-rounding error of the two codes themselves (each one's float32 run against its float64 run), because Adam
+returns the same rows (not a draw: its sample() is replaced, 256 distinct rows per step; the script verifies
+that the two batches are equal, for TD3+BC so the normalized states of both buffers) and torch is seeded alike
+just before each side's update, so that the one torch.randn_like draw of each (the target policy noise) is the
+same; the script verifies that each side drew exactly once (DDPG: never) and the same numbers. The hyperparameters
+must be equal, including those the official main.py sets outside its agent (batch size; start steps and
+exploration noise of TD3 and DDPG, DDPG's Gaussian noise by default; TD3+BC's normalization and BC term on).
+Compared: the losses (as backpropagated, each step), TD7's LAP priorities (each step, and all stored at the end),
+TD7's clip range (Q_min/Q_max and the running min/max against min_target/max_target, min, max) and LAP max
+priority (each step), TD3+BC's normalization (our state_mean/state_std against what normalize_states returned;
+the actions, at the end, for raw dataset states: ours normalized in the agent, theirs by the code of their
+main.py's evaluation), and every parameter (each step, and at the end). All of it runs twice, in float32 (as both
+train) and in float64 (same weights, batches and noise). Pass: in float64, every difference within 1e-9 of its
+tensor's scale (max(1, max |official|)): the same arithmetic in another order (batched twin critics, fused Adam)
+agrees to ~1e-15 there, and any real difference stands out. In float32, within 1e-5 of scale, or within the
+float32 rounding error of the two codes themselves (each one's float32 run against its float64 run), because Adam
 amplifies rounding: over hundreds of steps float32 runs of the same code, or of two equal codes, drift apart
-by up to ~1e-2 in a few parameters. Exit status 1 on any failure or mismatch.
+by up to ~1e-2 in a few parameters. TD3+BC also on the dataset stored in float32, as D4RL's files are: there our
+statistics and normalized states (computed in float64, then kept in float32) must be the float32 rounding of the
+exact ones (the official formula on the same values in float64), and the script prints how far the official
+float32 arithmetic is from them (the mean's rounding, divided by a small std, shows). Exit status 1 on any failure
+or mismatch. tests/test_official.py runs a short float64 check where TD3_PATH, TD7_PATH, TD3_BC_PATH name
+checkouts.
 """
 
 import argparse
@@ -82,8 +99,13 @@ EXPLORATION_NOISE = 0.1  # both official main.py, in units of max_action
 WARMUP_STEPS = 20  # untimed calls of everything timed, at every thread count
 CAPACITY = 1_000_000  # the default buffer capacity of both official codes and of ours
 # What this benchmark uses of each official checkout: its files, in the order they are imported, and their names.
-CHECKOUTS = {"TD3": {"utils": ["ReplayBuffer"], "TD3": ["TD3"]},
-             "TD7": {"buffer": ["LAP"], "TD7": ["Agent", "Hyperparameters"]}}
+CHECKOUTS = {"TD3": {"utils": ["ReplayBuffer"], "TD3": ["TD3"], "OurDDPG": ["DDPG"]},
+             "TD7": {"buffer": ["LAP"], "TD7": ["Agent", "Hyperparameters"]},
+             "TD3_BC": {"utils": ["ReplayBuffer"], "TD3_BC": ["TD3_BC"]}}
+# The algorithms, each with the checkout its official code is in; ours is the script <algorithm in lower case>.py.
+REPOS = {"TD3": "TD3", "DDPG": "TD3", "TD7": "TD7", "TD3_BC": "TD3_BC"}
+TIMED = ("TD3", "TD7")  # the others are only checked (--check)
+OFFLINE = ("TD3_BC",)  # trained on a fixed dataset, whose states are normalized
 
 
 # ---- the official code, from the user's checkouts ----
@@ -139,24 +161,37 @@ def git_commit(path: str) -> str:
         return "?"
 
 
-class OfficialTD3:
-    """TD3.TD3 and utils.ReplayBuffer of github.com/sfujim/TD3, built and driven as its main.py does."""
+# The agents of the TD3 and TD3_BC checkouts: (file, class, the keyword arguments their main.py passes beyond the
+# defaults: it scales the target policy noise and its clip by max_action, here 1).
+POLICIES = {"TD3": ("TD3", "TD3", {"policy_noise": 0.2 * MAX_ACTION, "noise_clip": 0.5 * MAX_ACTION}),
+            "DDPG": ("OurDDPG", "DDPG", {}),
+            "TD3_BC": ("TD3_BC", "TD3_BC", {"policy_noise": 0.2 * MAX_ACTION, "noise_clip": 0.5 * MAX_ACTION})}
 
-    def __init__(self, modules: dict, data: dict, capacity: int):
+
+class OfficialPolicy:
+    """TD3.TD3 or OurDDPG.DDPG of github.com/sfujim/TD3, or TD3_BC.TD3_BC of github.com/sfujim/TD3_BC, with the
+    utils.ReplayBuffer of its checkout, built and driven as its main.py does: policy.train(replay_buffer, 256)."""
+
+    def __init__(self, algo: str, modules: dict, data: dict, capacity: int):
+        file, name, kwargs = POLICIES[algo]
         with cpu_only():
-            # main.py scales the target policy noise and its clip by max_action (here 1).
-            self.policy = modules["TD3"].TD3(STATE_DIM, ACTION_DIM, MAX_ACTION, policy_noise=0.2 * MAX_ACTION,
-                                             noise_clip=0.5 * MAX_ACTION)
+            self.agent = getattr(modules[file], name)(STATE_DIM, ACTION_DIM, MAX_ACTION, **kwargs)
             self.replay_buffer = modules["utils"].ReplayBuffer(STATE_DIM, ACTION_DIM, max_size=capacity)
-        add_all(self.replay_buffer, data)
-        self.critic = self.policy.critic
-        require_cpu("official TD3", [self.policy.actor, self.policy.critic], self.replay_buffer.device)
+        if algo in OFFLINE:
+            # TD3_BC's main.py: the dataset becomes the buffer, whose states it normalizes (outside the agent); its
+            # evaluation normalizes the environment's states with the mean and std returned.
+            self.replay_buffer.convert_D4RL(data)
+            self.state_mean, self.state_std = self.replay_buffer.normalize_states()
+        else:
+            add_all(self.replay_buffer, data)
+        self.critic = self.agent.critic
+        require_cpu(f"official {algo}", [self.agent.actor, self.agent.critic], self.replay_buffer.device)
 
     def train(self):
-        self.policy.train(self.replay_buffer, BATCH_SIZE)
+        self.agent.train(self.replay_buffer, BATCH_SIZE)
 
     def act(self, state):
-        action = self.policy.select_action(np.array(state))
+        action = self.agent.select_action(np.array(state))
         noise = np.random.normal(0, MAX_ACTION * EXPLORATION_NOISE, size=ACTION_DIM)
         return (action + noise).clip(-MAX_ACTION, MAX_ACTION)
 
@@ -164,7 +199,7 @@ class OfficialTD3:
 class OfficialTD7:
     """TD7.Agent of github.com/sfujim/TD7 with its default Hyperparameters (LAP buffer, LAP loss)."""
 
-    def __init__(self, modules: dict, data: dict, capacity: int):
+    def __init__(self, algo: str, modules: dict, data: dict, capacity: int):
         with cpu_only():
             hp = modules["TD7"].Hyperparameters(buffer_size=capacity)
             self.agent = modules["TD7"].Agent(STATE_DIM, ACTION_DIM, MAX_ACTION, hp=hp)
@@ -193,6 +228,11 @@ class OfficialTD7:
                 f"drew indices {drawn.min()}..{drawn.max()}")
 
 
+def official_agent(algo: str, modules: dict, data: dict, capacity: int):
+    """The official agent of `algo` (its checkout's modules), with `data` in its buffer."""
+    return (OfficialTD7 if algo == "TD7" else OfficialPolicy)(algo, modules, data, capacity)
+
+
 def add_all(replay_buffer, data: dict):
     """Fills an official buffer one transition at a time through its add(), as its training loop does."""
     for row in zip(data["observations"], data["actions"], data["next_observations"], data["rewards"],
@@ -210,15 +250,17 @@ def require_cpu(name: str, nets: list, buffer_device):
 # ---- ours ----
 
 class Ours:
-    """td3.Agent or td7.Agent with default Args, as benchmarks/throughput.py builds them."""
+    """Our Agent of `algo` with default Args, as benchmarks/throughput.py builds them; td3_bc's with the dataset
+    loaded through its load_dataset, which normalizes the states."""
 
-    def __init__(self, script: str, data: dict, capacity: int):
-        self.module = importlib.import_module(script)
-        self.args = self.module.Args(env=ENV_ID, buffer_size=capacity)
+    def __init__(self, algo: str, data: dict, capacity: int):
+        self.module = importlib.import_module(algo.lower())
+        offline = algo in OFFLINE
+        self.args = self.module.Args() if offline else self.module.Args(env=ENV_ID, buffer_size=capacity)
         self.agent = self.module.Agent(STATE_DIM, ACTION_DIM, self.args, torch.device("cpu"))
-        self.agent.replay_buffer.load(data)
+        (self.agent.load_dataset if offline else self.agent.replay_buffer.load)(data)
         self.replay_buffer, self.critic = self.agent.replay_buffer, self.agent.critic
-        self.acting = {"use_checkpoint": False} if script == "td7" else {}  # the policy being trained, as main() acts
+        self.acting = {"use_checkpoint": False} if algo == "TD7" else {}  # the policy being trained, as main() acts
 
     def train(self):
         self.agent.train()
@@ -286,8 +328,8 @@ def benchmark(official: dict, sizes: list, threads: list, steps: int, rounds: in
         data = random_transitions(n)
         capacity = max(CAPACITY, n)
         for algo, modules in official.items():
-            build = OfficialTD3 if algo == "TD3" else OfficialTD7
-            pairs[algo, n] = {"ours": Ours(algo.lower(), data, capacity), "official": build(modules, data, capacity)}
+            pairs[algo, n] = {"ours": Ours(algo, data, capacity),
+                              "official": official_agent(algo, modules, data, capacity)}
         del data
 
     # What each timing calls, per pair and kind; the environments only with --end-to-end.
@@ -322,9 +364,10 @@ def benchmark(official: dict, sizes: list, threads: list, steps: int, rounds: in
 
 
 # ---- --check: the same update, not the same speed ----
-# Both sides are built as above, on a small buffer of the same random transitions; the official networks start from
-# our weights (every copy: targets, fixed encoders, checkpoints); at each step both are handed the same batch and
-# draw the same target policy noise; what they compute is compared after every step, every parameter at the end.
+# Both sides are built as above, on a small buffer of the same random transitions (TD3+BC: a dataset that each side
+# normalizes its own way); the official networks start from our weights (every copy: targets, fixed encoders,
+# checkpoints); at each step both are handed the same batch and draw the same target policy noise (DDPG draws none);
+# what they compute is compared after every step, every parameter at the end.
 # All of it twice: in float32, as both train, and in float64 from the same weights, batches and noise. In float64
 # the same computation done in a different order (batched twin critics, fused Adam) agrees to ~1e-15, so
 # any real difference stands out. In float32, rounding amplified over many steps (Adam divides by sqrt(v) + 1e-8,
@@ -341,16 +384,23 @@ F64_TOL = 1e-9
 F32_TOL = 1e-5
 F32_FLOOR = 1.0
 # Our twin critics' TwinLinear layers, by name, and the official nn.Linear layers of Q1 and Q2 they hold.
+# DDPG has one critic, with the same layer names on both sides.
 TWIN_LAYERS = {"TD3": {"l1": ("l1", "l4"), "l2": ("l2", "l5"), "l3": ("l3", "l6")},
                "TD7": {"l0": ("q01", "q02"), "l1": ("q1", "q4"), "l2": ("q2", "q5"), "l3": ("q3", "q6")}}
+TWIN_LAYERS["TD3_BC"] = TWIN_LAYERS["TD3"]
 # The networks of each agent, by attribute name (the same on both sides), and whether each is a copy.
 NETWORKS = {"TD3": {"actor": False, "actor_target": True, "critic": False, "critic_target": True},
             "TD7": {"actor": False, "actor_target": True, "critic": False, "critic_target": True,
                     "encoder": False, "fixed_encoder": True, "fixed_encoder_target": True,
                     "checkpoint_actor": True, "checkpoint_encoder": True}}
+NETWORKS["DDPG"] = NETWORKS["TD3_BC"] = NETWORKS["TD3"]
 # The losses each update backpropagates, in the order it calls backward(); the actor's only on delayed steps.
-LOSSES = {"TD3": ["critic", "actor"], "TD7": ["encoder", "critic", "actor"]}
-COLUMNS = ("losses", "params", "priorities", "clip")
+LOSSES = {"TD3": ["critic", "actor"], "TD7": ["encoder", "critic", "actor"], "TD3_BC": ["critic", "actor"],
+          "DDPG": ["critic", "actor"]}
+DRAWS = {"TD3": 1, "TD7": 1, "TD3_BC": 1, "DDPG": 0}  # torch.randn_like calls per update: the target policy noise
+# What is compared: losses and parameters for all, and what an algorithm has beyond them.
+COLUMNS = ("losses", "params", "priorities", "clip", "normalization")
+EXTRA_COLUMNS = {"TD7": ("priorities", "clip"), "TD3_BC": ("normalization",)}
 
 
 class Mismatch(Exception):
@@ -362,7 +412,7 @@ def paired_parameters(algo: str, name: str, ours: torch.nn.Module, theirs: torch
     once. Critics: our TwinLinear weight (2, in, out) holds Q1's W^T at [0] and Q2's at [1], its bias (2, 1, out)
     their biases; every other network has the same parameter names and shapes on both sides."""
     pairs, theirs_params = [], dict(theirs.named_parameters())
-    twin = TWIN_LAYERS[algo] if name.startswith("critic") else None
+    twin = TWIN_LAYERS.get(algo) if name.startswith("critic") else None
     for label, p in ours.named_parameters():
         if twin is None:
             pairs.append((f"{name}.{label}", p, theirs_params.pop(label, None)))
@@ -507,24 +557,92 @@ def give_copies_own_weights(agent, algo: str, generator: torch.Generator):
                     p.add_(noise * 0.1 * p.abs().max())
 
 
+# Settings our Args must share with the official main.py (its agent does not hold them), or that the official code
+# has no switch for: TD3+BC's behaviour cloning and state normalization, DDPG's Gaussian exploration noise.
+MAIN_PY = {"TD3": {"batch_size": BATCH_SIZE, "start_timesteps": 25_000, "exploration_noise": EXPLORATION_NOISE},
+           "TD3_BC": {"batch_size": BATCH_SIZE, "normalize": True, "bc": True}, "TD7": {}}
+MAIN_PY["DDPG"] = MAIN_PY["TD3"] | {"noise": "gaussian"}
+
+
 def same_hyperparameters(algo: str, a, their_agent):
     """Ours and theirs train with the same hyperparameters, where the two codes name them differently."""
-    if algo == "TD3":
-        same = {"discount": (a.discount, their_agent.discount), "tau": (a.tau, their_agent.tau),
-                "target_policy_noise": (a.target_policy_noise, their_agent.policy_noise),
-                "noise_clip": (a.noise_clip, their_agent.noise_clip),
-                "policy_freq": (a.policy_freq, their_agent.policy_freq), "max_action": (1.0, their_agent.max_action)}
-    else:
-        same = {key: (getattr(a, key), getattr(their_agent.hp, key)) for key in (
+    same = {key: (getattr(a, key), value) for key, value in MAIN_PY[algo].items()}
+    if algo == "TD7":
+        same |= {key: (getattr(a, key), getattr(their_agent.hp, key)) for key in (
             "batch_size", "discount", "target_update_rate", "target_policy_noise", "noise_clip", "policy_freq",
             "alpha", "min_priority", "zs_dim", "enc_hdim", "critic_hdim", "actor_hdim")}
         same |= {"lap": (a.lap, their_agent.replay_buffer.prioritized), "max_action": (1.0, their_agent.max_action),
                  "encoder_lr": (a.encoder_lr, their_agent.encoder_optimizer.param_groups[0]["lr"])}
+    else:
+        same |= {"discount": (a.discount, their_agent.discount), "tau": (a.tau, their_agent.tau),
+                 "max_action": (1.0, their_agent.actor.max_action)}
+        if algo != "DDPG":  # TD3's tricks
+            same |= {"target_policy_noise": (a.target_policy_noise, their_agent.policy_noise),
+                     "noise_clip": (a.noise_clip, their_agent.noise_clip),
+                     "policy_freq": (a.policy_freq, their_agent.policy_freq)}
+        if algo == "TD3_BC":
+            same["alpha"] = (a.alpha, their_agent.alpha)
     for net in ("actor", "critic"):
         same[f"{net}_lr"] = (getattr(a, f"{net}_lr"), getattr(their_agent, f"{net}_optimizer").param_groups[0]["lr"])
     differ = {key: pair for key, pair in same.items() if pair[0] != pair[1]}
     if differ:
         raise Mismatch(f"{algo}: different hyperparameters (ours, official): {differ}")
+
+
+def offline_dataset(n: int) -> dict:
+    """random_transitions(n) with each state dimension shifted and scaled its own way (means -10..10, stds 0.01..20,
+    as a D4RL dataset's angles and velocities differ), so that normalizing the states changes them."""
+    data = random_transitions(n)
+    rng = np.random.default_rng(1)
+    shift, scale = rng.uniform(-10, 10, STATE_DIM), np.exp(rng.uniform(np.log(0.01), np.log(20), STATE_DIM))
+    return data | {key: data[key] * scale + shift for key in ("observations", "next_observations")}
+
+
+def check_data(algo: str) -> dict:
+    """The transitions of --check for `algo`, float64 (so that both sides' normalizations give the same batches)."""
+    return offline_dataset(CHECK_N) if algo in OFFLINE else random_transitions(CHECK_N)
+
+
+def normalization(ours, theirs, data: dict, dtype: torch.dtype) -> dict:
+    """TD3+BC's state normalization, per side: the statistics (ours: the agent's state_mean and state_std, set by its
+    load_dataset; theirs: what normalize_states returned) and the actions of the actor for raw dataset states as
+    each acts in evaluation (ours normalizes inside the agent, in select_action's float32; their main.py normalizes
+    in numpy's float64 before select_action)."""
+    raw = data["observations"][:BATCH_SIZE]
+    with torch.no_grad():
+        actions = {"ours": ours.agent.policy(torch.as_tensor(raw, dtype=dtype)),
+                   "official": theirs.agent.actor(torch.as_tensor((raw - theirs.state_mean) / theirs.state_std,
+                                                                  dtype=dtype))}
+    stats = {"ours": (ours.agent.state_mean, ours.agent.state_std), "official": (theirs.state_mean, theirs.state_std)}
+    return {side: [("state mean", stats[side][0]), ("state std", stats[side][1]),
+                   ("actions for raw states, at the end", actions[side])] for side in stats}
+
+
+def stored_in_float32(modules: dict) -> dict:
+    """TD3+BC's normalization of the check's dataset stored in float32, as D4RL's files store it: our load_dataset
+    computes in float64 (the statistics, and the normalized states before the buffer keeps them in float32), the
+    official normalize_states in the data's float32. Both against "exact": the official formula on the same float32
+    values in float64. Returns the largest differences (Worst) per pair of sides, over the mean, the std and the
+    normalized states and next states of the whole buffer, and ok: ours is the float32 rounding of exact (within
+    2^-24 of each value)."""
+    data = {key: value.astype(np.float32) for key, value in offline_dataset(CHECK_N).items()}
+    with default_dtype(torch.float32):
+        ours = Ours("TD3_BC", data, CHECK_N)
+        official = {"official": OfficialPolicy("TD3_BC", modules, data, CHECK_N),
+                    "exact": OfficialPolicy("TD3_BC", modules, {k: v.astype(np.float64) for k, v in data.items()},
+                                            CHECK_N)}
+    batch = our_rows(ours.replay_buffer, np.arange(CHECK_N))
+    values = {"ours": (ours.agent.state_mean, ours.agent.state_std, batch[0], batch[2])}
+    values |= {side: (o.state_mean, o.state_std, o.replay_buffer.state, o.replay_buffer.next_state)
+               for side, o in official.items()}
+    worst = {pair: Worst() for pair in (("ours", "exact"), ("official", "exact"), ("ours", "official"))}
+    ok = True
+    for i, label in enumerate(("state mean", "state std", "normalized states", "normalized next states")):
+        for (a, b), w in worst.items():
+            w.add(values[a][i], values[b][i], label)
+        mine, exact = (torch.as_tensor(values[side][i]).double().reshape(-1) for side in ("ours", "exact"))
+        ok &= bool(((mine - exact).abs() <= 2 ** -24 * exact.abs() + 1e-12 * max(1.0, exact.abs().max())).all())
+    return {"worst": worst, "ok": ok}
 
 
 def run_pair(algo: str, modules: dict, steps: int, dtype: torch.dtype, init: dict = None) -> dict:
@@ -533,10 +651,9 @@ def run_pair(algo: str, modules: dict, steps: int, dtype: torch.dtype, init: dic
     Returns what each side computed, as {"ours": records, "official": records}, records being, per column,
     [(label, tensor)] in the same order on both sides, and the worst parameter difference over all steps."""
     with default_dtype(dtype):
-        data = random_transitions(CHECK_N)
-        ours = Ours(algo.lower(), data, CHECK_N)
-        theirs = (OfficialTD3 if algo == "TD3" else OfficialTD7)(modules, data, CHECK_N)
-        our_agent, their_agent = ours.agent, (theirs.policy if algo == "TD3" else theirs.agent)
+        data = check_data(algo)
+        ours, theirs = Ours(algo, data, CHECK_N), official_agent(algo, modules, data, CHECK_N)
+        our_agent, their_agent = ours.agent, theirs.agent
         if init is None:
             give_copies_own_weights(our_agent, algo, torch.Generator().manual_seed(CHECK_SEED))
             init = {name: {key: value.clone() for key, value in getattr(our_agent, name).state_dict().items()}
@@ -545,6 +662,7 @@ def run_pair(algo: str, modules: dict, steps: int, dtype: torch.dtype, init: dic
             for name, state in init.items():
                 getattr(our_agent, name).load_state_dict(state)  # cast to dtype
         same_hyperparameters(algo, ours.args, their_agent)
+        policy_freq = 1 if algo == "DDPG" else ours.args.policy_freq  # DDPG: the actor at every step
 
         # Our weights into theirs, every network; then every pair must be bitwise equal.
         pairs = [pair for name in NETWORKS[algo]
@@ -576,13 +694,14 @@ def run_pair(algo: str, modules: dict, steps: int, dtype: torch.dtype, init: dic
                 raise Mismatch(f"{algo} step {step}: the two buffers hold different rows {ind[:4]}...")
             if mine.batch[0].dtype != dtype or not bool((mine.batch[1].abs() <= MAX_ACTION).all()):
                 raise Mismatch(f"{algo} step {step}: a batch not in {dtype}, or actions outside [-1, 1]")
-            if len(mine.draws) != 1 or len(other.draws) != 1 or not torch.equal(mine.draws[0], other.draws[0]):
+            if not len(mine.draws) == len(other.draws) == DRAWS[algo] or \
+                    not all(torch.equal(x, y) for x, y in zip(mine.draws, other.draws)):
                 raise Mismatch(f"{algo} step {step}: the random draws differ: ours made {len(mine.draws)} randn_like "
-                               f"draws, theirs {len(other.draws)}" +
-                               (", of different numbers" if len(mine.draws) == len(other.draws) == 1 else ""))
+                               f"draws, theirs {len(other.draws)}, {DRAWS[algo]} expected" +
+                               (", of different numbers" if len(mine.draws) == len(other.draws) else ""))
 
             # Losses, in the order backpropagated.
-            delayed = step % ours.args.policy_freq == 0
+            delayed = step % policy_freq == 0
             names = [n for n in LOSSES[algo] if n != "actor" or delayed]
             for name, (_, recorder) in sides.items():
                 if len(recorder.losses) != len(names):
@@ -615,11 +734,59 @@ def run_pair(algo: str, modules: dict, steps: int, dtype: torch.dtype, init: dic
         for label, p, q in pairs:
             records["ours"]["params"].append((label, p.detach().clone()))
             records["official"]["params"].append((label, q.detach().clone()))
+        if algo in OFFLINE:
+            for side, compared in normalization(ours, theirs, data, dtype).items():
+                records[side]["normalization"] += compared
     return {"records": records, "params_any": params_any, "counts": counts, "init": init}
 
 
+def columns(algo: str) -> tuple:
+    """What is compared for `algo`, of COLUMNS."""
+    return ("losses", "params") + EXTRA_COLUMNS.get(algo, ())
+
+
+def compare(algo: str, modules: dict, steps: int, float32: bool = True) -> dict:
+    """Ours against the official `algo` (modules: its checkout's) over `steps` train() calls in float64, and first in
+    float32 unless float32=False. Returns "ok" (the verdict), "mismatch" (a difference that is not rounding: it
+    stopped the check) or None, "failures" (lines), the differences d64 (and d32, and own: each code's float32 error)
+    per column, the runs, and "stored32" for TD3+BC (stored_in_float32)."""
+    try:
+        torch.manual_seed(CHECK_SEED)
+        run32 = run_pair(algo, modules, steps, torch.float32) if float32 else None
+        run64 = run_pair(algo, modules, steps, torch.float64, init=run32["init"] if float32 else None)
+        stored32 = stored_in_float32(modules) if algo in OFFLINE else None
+    except Mismatch as e:
+        return {"ok": False, "mismatch": str(e), "failures": [f"mismatch: {e}"]}
+    rec64 = run64["records"]
+    d64 = differences(rec64["ours"], rec64["official"])
+    failures = [f"float64 {c}: {d64[c].diff:.3g} at {d64[c].where}, {d64[c].scaled:.3g} of its scale, above "
+                f"{F64_TOL:g}" for c in COLUMNS if d64[c].scaled > F64_TOL]
+    if run64["params_any"].scaled > F64_TOL:
+        failures.append(f"float64 params: {run64['params_any'].scaled:.3g} of scale at {run64['params_any'].where}")
+    if stored32 is not None and not stored32["ok"]:
+        failures.append(f"normalization of the float32 dataset: ours is not the float32 rounding of the exact "
+                        f"normalization; {stored32['worst']['ours', 'exact'].diff:.3g} off at "
+                        f"{stored32['worst']['ours', 'exact'].where}")
+    result = {"mismatch": None, "d64": d64, "run32": run32, "run64": run64, "stored32": stored32}
+    if float32:
+        rec32 = run32["records"]
+        d32 = differences(rec32["ours"], rec32["official"])
+        # The float32 error of each code on its own: its float32 run against its float64 run.
+        own = {side: differences(rec32[side], rec64[side]) for side in ("ours", "official")}
+        for c in COLUMNS:
+            # |ours32 - official32| <= |ours32 - ours64| + |ours64 - official64| + |official64 - official32|: once
+            # float64 agrees, this bound holds; what it says is that the float32 difference is rounding's.
+            floor = own["ours"][c].diff + own["official"][c].diff + d64[c].diff
+            if d32[c].scaled > F32_TOL and d32[c].diff > F32_FLOOR * floor:
+                failures.append(f"float32 {c}: {d32[c].diff:.3g} at {d32[c].where}, above {F32_TOL:g} of its scale "
+                                f"and above the two codes' own float32 error {floor:.3g}")
+        result |= {"d32": d32, "own": own}
+    return result | {"ok": not failures, "failures": failures}
+
+
 def check(official: dict, steps: int, paths: dict) -> bool:
-    """The --check tables; True when every algorithm passes."""
+    """The --check tables, for each algorithm of `official` ({algorithm: its checkout's modules}); True when every
+    one passes."""
     print(f"Check: our update against the official one, {steps} train() steps each, from the same initial weights "
           f"(every copy), on the same batches, with the same target policy noise; CPU, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s)")
@@ -627,48 +794,30 @@ def check(official: dict, steps: int, paths: dict) -> bool:
                                         for repo, path in paths.items()))
     print("Compared: every loss (each step), TD7's LAP priorities (each step, and all stored at the end), TD7's clip "
           "range Q_min/Q_max vs min_target/max_target with the running min/max and the LAP max priority (each step), "
-          "every parameter (each step and at the end). A difference is max |ours - official|.")
+          "TD3+BC's state normalization (mean, std, and the actions for raw states at the end), every parameter "
+          "(each step and at the end). A difference is max |ours - official|.")
     print(f"Pass: in float64, every difference <= {F64_TOL:g} x max(1, max |official|) of its tensor (the same "
           f"arithmetic in another order agrees to ~1e-15); in float32, <= {F32_TOL:g} x that scale, or no larger than "
           f"the float32 rounding error of the two codes themselves (each one's float32 run against its float64 run), "
           f"which Adam amplifies over many steps.\n")
-    results = {}
+    results, start = {}, time.perf_counter()
     for algo, modules in official.items():
-        try:
-            torch.manual_seed(CHECK_SEED)
-            run32 = run_pair(algo, modules, steps, torch.float32)
-            run64 = run_pair(algo, modules, steps, torch.float64, init=run32["init"])
-        except Mismatch as e:
-            print(f"{algo}: MISMATCH: {e}\n")
-            results[algo] = None
-            continue
-        rec32, rec64 = run32["records"], run64["records"]
-        d32, d64 = differences(rec32["ours"], rec32["official"]), differences(rec64["ours"], rec64["official"])
-        # The float32 error of each code on its own: its float32 run against its float64 run.
-        own = {side: differences(rec32[side], rec64[side]) for side in ("ours", "official")}
-        verdict = {}
-        for column in COLUMNS:
-            # |ours32 - official32| <= |ours32 - ours64| + |ours64 - official64| + |official64 - official32|: once
-            # float64 agrees, this bound holds; what it says is that the float32 difference is rounding's.
-            floor = own["ours"][column].diff + own["official"][column].diff + d64[column].diff
-            verdict[column] = (d32[column].scaled <= F32_TOL or d32[column].diff <= F32_FLOOR * floor,
-                               d64[column].scaled <= F64_TOL, floor)
-        results[algo] = {"d32": d32, "d64": d64, "own": own, "verdict": verdict, "run32": run32, "run64": run64,
-                         "ok": all(a and b for a, b, _ in verdict.values()) and
-                         run64["params_any"].scaled <= F64_TOL}
-
-    def columns(algo):
-        return [c for c in COLUMNS if algo == "TD7" or c not in ("priorities", "clip")]
+        began = time.perf_counter()
+        results[algo] = compare(algo, modules, steps)
+        results[algo]["seconds"] = time.perf_counter() - began
+        if results[algo]["mismatch"]:
+            print(f"{algo}: MISMATCH: {results[algo]['mismatch']}\n")
+    checked = {algo: r for algo, r in results.items() if not r["mismatch"]}
 
     def cells(worst, algo):
         return " | ".join(f"{worst[c].diff:.2e}" if c in columns(algo) else "-" for c in COLUMNS)
 
     print("| algorithm | steps | max \\|loss diff\\| | max \\|param diff\\| | max \\|LAP priority diff\\| | "
-          "max \\|clip range diff\\| | pass/fail |")
-    print("|---|---|---|---|---|---|---|")
+          "max \\|clip range diff\\| | max \\|normalization diff\\| | pass/fail |")
+    print("|---|---|---|---|---|---|---|---|")
     for algo, r in results.items():
-        if r is None:
-            print(f"| {algo} | - | - | - | - | - | FAIL: mismatch |")
+        if r["mismatch"]:
+            print(f"| {algo} | - | - | - | - | - | - | FAIL: mismatch |")
             continue
         counts = r["run32"]["counts"]
         extra = f", {counts['hard copies']} hard cop{'y' if counts['hard copies'] == 1 else 'ies'}" \
@@ -678,16 +827,13 @@ def check(official: dict, steps: int, paths: dict) -> bool:
                   f"{'pass' if r['ok'] else 'FAIL'} |")
 
     print("\nThe float32 rounding error of each code on its own (max |its float32 run - its float64 run|):\n")
-    print("| algorithm | code | losses | params | LAP priorities | clip range |")
-    print("|---|---|---|---|---|---|")
-    for algo, r in results.items():
-        if r is not None:
-            for side in ("ours", "official"):
-                print(f"| {algo} | {side} | {cells(r['own'][side], algo)} |")
+    print("| algorithm | code | losses | params | LAP priorities | clip range | normalization |")
+    print("|---|---|---|---|---|---|---|")
+    for algo, r in checked.items():
+        for side in ("ours", "official"):
+            print(f"| {algo} | {side} | {cells(r['own'][side], algo)} |")
 
-    for algo, r in results.items():
-        if r is None:
-            continue
+    for algo, r in checked.items():
         print()
         for dtype, worst, run in (("float32", r["d32"], r["run32"]), ("float64", r["d64"], r["run64"])):
             print(f"{algo}, {dtype}, largest differences relative to scale: " + "; ".join(
@@ -695,16 +841,18 @@ def check(official: dict, steps: int, paths: dict) -> bool:
                 f"; params at any step: {run['params_any'].scaled:.2g} ({run['params_any'].where})")
         firsts = [w.first for w in (r["d32"]["losses"], r["run32"]["params_any"]) if w.first]
         print(f"{algo}, float32, first beyond {F32_TOL:g} of scale: " + ("; ".join(firsts) or "none"))
-        for c, (ok32, ok64, floor) in r["verdict"].items():
-            if not ok32:
-                print(f"{algo} FAIL, float32 {c}: {r['d32'][c].diff:.3g} at {r['d32'][c].where}, above {F32_TOL:g} of "
-                      f"its scale and above the two codes' own float32 error {floor:.3g}")
-            if not ok64:
-                print(f"{algo} FAIL, float64 {c}: {r['d64'][c].diff:.3g} at {r['d64'][c].where}, "
-                      f"{r['d64'][c].scaled:.3g} of its scale, above {F64_TOL:g}")
-        if r["run64"]["params_any"].scaled > F64_TOL:
-            print(f"{algo} FAIL, float64 params: {r['run64']['params_any'].where}")
-    return all(r is not None and r["ok"] for r in results.values())
+        if r["stored32"] is not None:
+            print(f"{algo}, the dataset stored in float32 (as D4RL's files), normalized: max |difference| (at) between "
+                  f"ours (computed in float64, kept in float32), official (computed in float32) and exact (the "
+                  f"official formula in float64): " + "; ".join(
+                      f"{a} - {b}: {w.diff:.2e} ({w.where})" for (a, b), w in r["stored32"]["worst"].items()) +
+                  f"; ours {'is' if r['stored32']['ok'] else 'is NOT'} the float32 rounding of exact")
+    for algo, r in results.items():
+        for line in r["failures"]:
+            print(f"{algo} FAIL, {line}")
+    print(f"\nTook {time.perf_counter() - start:.0f} s: " + ", ".join(f"{algo} {r['seconds']:.0f} s"
+                                                             for algo, r in results.items()))
+    return all(r["ok"] for r in results.values())
 
 
 # ---- report ----
@@ -782,8 +930,11 @@ def at_least(minimum: int):
 
 def main():
     parser = Parser(description=__doc__.split("\n")[0])
-    parser.add_argument("--td3", type=checkout("TD3"), required=True, help="checkout of github.com/sfujim/TD3")
-    parser.add_argument("--td7", type=checkout("TD7"), required=True, help="checkout of github.com/sfujim/TD7")
+    parser.add_argument("--td3", type=checkout("TD3"),
+                        help="checkout of github.com/sfujim/TD3 (TD3.py, and OurDDPG.py for --check)")
+    parser.add_argument("--td7", type=checkout("TD7"), help="checkout of github.com/sfujim/TD7")
+    parser.add_argument("--td3-bc", type=checkout("TD3_BC"),
+                        help="checkout of github.com/sfujim/TD3_BC (with --check only: TD3+BC is not timed)")
     parser.add_argument("--sizes", type=at_least(BATCH_SIZE), nargs="+", default=[100_000, 1_000_000],
                         help="transitions in the buffers")
     parser.add_argument("--threads", type=at_least(1), nargs="+", default=[1, 2], help="torch.set_num_threads")
@@ -800,13 +951,21 @@ def main():
                         help="train() calls per side with --check (260: past TD7's first hard copy at step 250)")
     args = parser.parse_args()
     args.sizes, args.threads = list(dict.fromkeys(args.sizes)), list(dict.fromkeys(args.threads))
-    paths = {"TD3": args.td3, "TD7": args.td7}
-    official = {}
+    paths = {repo: path for repo, path in (("TD3", args.td3), ("TD7", args.td7), ("TD3_BC", args.td3_bc)) if path}
+    if not args.check and "TD3_BC" in paths:
+        parser.error("--td3-bc is for --check only (TD3+BC is not timed)")
+    if not paths:
+        parser.error("no official code named: give --td3 PATH and/or --td7 PATH" +
+                     (" and/or --td3-bc PATH" if args.check else " (and --check to check instead of timing)"))
+    modules = {}
     for repo, path in paths.items():
         try:
-            official[repo] = load_official(path, repo)
+            modules[repo] = load_official(path, repo)
         except Exception as e:  # their code, or not theirs: one line, as for a wrong path
             parser.error(f"cannot import the official {repo} from {path}: {type(e).__name__}: {e}")
+    # Every algorithm whose checkout is named: all of them with --check, TD3 and TD7 for timing.
+    official = {algo: modules[repo] for algo, repo in REPOS.items()
+                if repo in modules and (args.check or algo in TIMED)}
     # The official TD7's update_priority calls float() on a tensor that requires grad; torch warns once.
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
     if args.check:
