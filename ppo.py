@@ -319,13 +319,15 @@ class Agent:
 
 class Rollout:
     """T steps of each of the N environments with the current policy. Observations are normalized with running
-    statistics updated by every observation the policy acts on; rewards are divided by the running std of the
-    discounted return (baselines' VecNormalize). Part of the loop's state (saved on a stop, also inside the update),
-    it keeps each environment's discounted return from one rollout to the next; it holds neither the agent nor the
-    environments. collect() allocates its buffers on the agent's device (a resumed state's are on the host)."""
+    statistics updated by each observation as it arrives (the first reset's, then each step's; a final observation
+    that autoreset replaces is not counted); rewards are divided by the running std of the discounted return
+    (baselines' VecNormalize). Part of the loop's state (saved on a stop, also inside the update), it keeps each
+    environment's discounted return from one rollout to the next; it holds neither the agent nor the environments.
+    collect() allocates its buffers on the agent's device (a resumed state's are on the host)."""
 
     def __init__(self, num_envs: int):
         self.discounted_return = np.zeros(num_envs)
+        self.counted_reset = False  # whether the statistics have counted the first reset's observations
 
     def collect(self, agent: Agent, env, state: np.ndarray, num_steps: int):
         """Fills obs, actions, log_probs, means, values, rewards (scaled), dones and final_values, (T, N) each,
@@ -339,8 +341,10 @@ class Rollout:
         self.log_probs, self.values, self.final_values = (torch.zeros((num_steps, n), device=device) for _ in range(3))
         self.rewards, self.dones = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
         episodes = []
-        for step in range(num_steps):
+        if not self.counted_reset:
             agent.obs_rms.update(state)
+            self.counted_reset = True
+        for step in range(num_steps):
             self.obs[step] = agent.normalize_obs(state)
             action, log_prob, mean, value = agent.act(torch.from_numpy(self.obs[step]).to(device))
             self.actions[step], self.means[step] = action, mean
@@ -364,6 +368,7 @@ class Rollout:
                 with torch.no_grad():
                     final_value = agent.critic(torch.from_numpy(agent.normalize_obs(final_obs)).to(device))
                 self.final_values[step, torch.from_numpy(np.flatnonzero(bootstrap)).to(device)] = final_value
+            agent.obs_rms.update(state)  # the observation the policy acts on next (V(s_T) is normalized with it too)
 
             for i in np.flatnonzero(done):  # the statistics RecordEpisodeStatistics kept of each ended episode
                 episodes.append((step, {key: infos["final_info"]["episode"][key][i] for key in ("r", "l")}))

@@ -275,6 +275,30 @@ def test_vector_env_rollouts_match_single_env_rollouts():
             torch.testing.assert_close(both[name][:, i], value[:, 0], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_observation_statistics_count_each_observation_once_as_it_arrives():
+    """VecNormalize's order: the first reset's observations, then each step's (after autoreset: the next episode's
+    first, never the final observation it replaced), counted as they arrive, so that the observation after a rollout
+    is counted before V(s_T) is computed, and not again by the next rollout."""
+    agent, _ = make_agent(seed=0, env_id=PENDULUM)
+    envs = ppo.make_vector_env([pendulum_env(3 + i) for i in range(2)])
+    state, _ = envs.reset(seed=3)
+    arrived, step = [state.copy()], envs.step
+    envs.step = lambda action: (lambda out: (arrived.append(out[0].copy()), out)[1])(step(action))
+    rollout, finals = ppo.Rollout(2), 0
+    for _ in range(2):  # two rollouts, as main() collects them: the same Rollout, the state handed on
+        state, episodes = rollout.collect(agent, envs, state, 16)
+        finals += len(episodes)
+    assert finals > 2  # autoresets happened: their final observations must not be counted
+    expected = ppo.RunningMeanStd(agent.obs_rms.mean.shape)
+    for batch in arrived:
+        expected.update(batch)
+    assert agent.obs_rms.count == expected.count == pytest.approx(1e-4 + 2 * 33)
+    np.testing.assert_array_equal(agent.obs_rms.mean, expected.mean)
+    np.testing.assert_array_equal(agent.obs_rms.var, expected.var)
+    with torch.no_grad():
+        torch.testing.assert_close(rollout.next_value, agent.critic(torch.from_numpy(agent.normalize_obs(state))))
+
+
 def test_truncation_bootstraps_from_the_true_final_observation():
     agent = frozen_agent()
     rollout, episodes = collect(agent, 1, seed=3)
