@@ -384,13 +384,19 @@ def mujoco_warning(text: str):
         print(f"MuJoCo warning: {text}", file=sys.stderr)
 
 
+def route_mujoco_warnings():
+    """MuJoCo's warnings through mujoco_warning from now on: before an environment is made, and before a resumable
+    state is read (unpickling its environments compiles their MuJoCo models again)."""
+    import mujoco
+
+    mujoco.set_mju_user_warning(mujoco_warning)
+
+
 def make_env(args, seed: int, **kwargs) -> gym.Env:
     """args.env from gym.make (with --env-kwargs and kwargs), checked, its actions normalized to [-1, 1], the
     return and length of each episode in info["episode"] at its end, and seeded; or a UsageError."""
     env_id, kwargs = args.env, parse_env_kwargs(getattr(args, "env_kwargs", "")) | kwargs
-    import mujoco
-
-    mujoco.set_mju_user_warning(mujoco_warning)
+    route_mujoco_warnings()
     try:
         with warnings.catch_warnings():  # v4 is the papers' version on purpose: no "out of date" warning
             warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
@@ -423,13 +429,16 @@ def make_vector_env(envs: list) -> gym.vector.SyncVectorEnv:
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None, stop=None) -> Optional[np.ndarray]:
+def evaluate(agent, env: gym.Env, episodes: int, frames: Optional[list] = None, stop=None,
+             progress=None) -> Optional[np.ndarray]:
     """Returns of `episodes` episodes acted by agent.eval_action; the first one's rendered frames go to `frames`.
-    None if stop() turns true before an episode: the evaluation is cut short."""
+    None if stop() turns true before an episode: the evaluation is cut short. Each episode is shown on `progress`."""
     returns = np.zeros(episodes)
     for episode in range(episodes):
         if stop is not None and stop():
             return None
+        if progress is not None:
+            progress.show("evaluation episode", episode + 1, episodes)
         state, _ = env.reset()
         done = False
         while not done:
@@ -552,22 +561,106 @@ class RunLogger:
             sys.modules["wandb"].finish()
 
 
-class Progress:
-    """The live progress line (tqdm) with the last evaluation's return, on a terminal only (not in CI or cluster
-    logs, nor with --no-progress). Console lines go through write(), above it, never into it."""
+class Pace:
+    """The time left at the speed the run trains, measured on `clock`. The steps before `start` (the off-policy
+    scripts' uniform-random actions, ten times faster than training) are not counted; a run that trains in batches
+    of substeps (TD7's checkpoint batches, PPO's updates) is measured from the end of its first batch to the end of
+    its latest, the same point of each cycle, so that a batch never reads as a stall or an acting phase as a sprint.
+    Until `warmup` seconds are measured the time left is not known (None), never extrapolated from a faster phase."""
 
-    def __init__(self, total: int, initial: int, enabled: bool):
-        self.total = total
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5,
-                        disable=not (enabled and sys.stderr.isatty()))
+    def __init__(self, total: int, step: int, start: int = 0, warmup: float = 60.0, clock=time.monotonic):
+        self.total, self.start, self.warmup, self.clock = total, start, warmup, clock
+        self.origin = self.latest = None  # (step, time) where the measure starts, and (batches) its latest point
+        self.batches = False
+        self.step(step)
+
+    def step(self, step: int):
+        """The run has done `step` steps."""
+        if self.origin is None and step >= self.start and not self.batches:
+            self.origin = (step, self.clock())
+
+    def batch_begins(self):
+        """A batch of substeps begins: the run trains in batches, measured at their ends from now on."""
+        if not self.batches:
+            self.batches, self.origin = True, None
+
+    def batch_done(self, step: int):
+        """A batch of substeps ended, `step` steps into the run."""
+        self.latest = (step, self.clock())
+        if self.origin is None and step >= self.start:
+            self.origin = self.latest
+
+    def measure(self, step: int) -> Optional[tuple]:
+        """(steps per second, seconds left) at `step`, or None while not measured for `warmup` seconds."""
+        if self.origin is None or (self.batches and self.latest is None):
+            return None
+        now = self.clock()
+        (step0, time0), (step1, time1) = self.origin, self.latest if self.batches else (step, now)
+        if time1 - time0 < self.warmup or step1 <= step0:
+            return None
+        speed = (step1 - step0) / (time1 - time0)
+        return speed, max(0.0, (self.total - step1) / speed - (now - time1))
+
+    def left(self, step: int, speed: bool = False) -> str:
+        """"1:02:03 left" (with the speed first if asked), or that the time left is not known yet."""
+        if step >= self.total:
+            return "0:00:00 left"
+        measured = self.measure(step)
+        if measured is None:
+            return "time left not known yet"
+        hours, seconds = divmod(round(measured[1]), 3600)
+        left = f"{hours}:{seconds // 60:02d}:{seconds % 60:02d} left"
+        return f"{measured[0]:.1f} steps/s, {left}" if speed else left
+
+
+class ProgressBar(tqdm):
+    """tqdm whose postfix is made when the line is drawn (tqdm's documented format_dict override), not at each step."""
+
+    def __init__(self, postfix, **kwargs):
+        self.make_postfix = postfix
+        super().__init__(**kwargs)
+
+    @property
+    def format_dict(self):
+        return super().format_dict | {"postfix": self.make_postfix(self.n)}
+
+
+class Progress:
+    """The live progress line, on a terminal only (not in CI or cluster logs, nor with --no-progress): steps, elapsed
+    time, speed, the time left (Pace), the last evaluation's return, and the part of a long step under way (a TD7
+    checkpoint batch's or PPO update's gradient steps, an evaluation's episodes), so a run never looks hung. Console
+    lines go through write(), above it, never into it."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, pace: Optional[Pace] = None):
+        self.total, self.pace = total, pace or Pace(total, initial)
+        self.last_return, self.part, self.next_draw = None, (), 0.0
+        self.bar = ProgressBar(self.postfix, total=total, initial=initial, unit="step", dynamic_ncols=True,
+                               leave=False, mininterval=0.5, disable=not (enabled and sys.stderr.isatty()),
+                               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def postfix(self, step: int) -> str:
+        text = self.pace.left(step, speed=True)
+        if self.last_return is not None:
+            text += f", eval {self.last_return:.1f}"
+        if self.part:
+            text += ", {} {}/{}".format(*self.part)
+        return text
 
     def update(self, step: int):
-        self.bar.update(step - self.bar.n)
+        self.pace.step(step)
+        self.bar.update(step - self.bar.n)  # drawn by tqdm at most every mininterval
+
+    def show(self, *part):
+        """The part of a long step under way, e.g. ("gradient step", 412, 1000); nothing: none. Drawn every 0.5 s."""
+        self.part = part
+        if not self.bar.disable and time.monotonic() >= self.next_draw:
+            self.next_draw = time.monotonic() + 0.5
+            self.bar.refresh()
 
     def write(self, line: str, last_return: float):
         self.bar.write(line, file=sys.stdout)
         sys.stdout.flush()
-        self.bar.set_postfix_str(f"eval {last_return:.1f}", refresh=False)
+        self.last_return = last_return
 
 
 class StopRequests:
@@ -809,7 +902,7 @@ class Run:
             self.restore(saved)
         if getattr(args, "compile", False) or getattr(args, "cudagraphs", False):
             compile_agent(self.agent, args.cudagraphs)
-        self.progress = Progress(0, 0, False)
+        self.progress = Progress(0, 0, False)  # until steps() makes the run's
         self.start_time = time.time() - self.loop.wall_seconds
         self.next_snapshot = time.time() + 60 * args.run.snapshot_every
         self.stop = StopRequests()
@@ -880,7 +973,9 @@ class Run:
         loop.size = size
         # Evaluations written after the saved state (by a run killed later without saving one) are redone.
         self.logger.rows = [row for row in self.logger.rows if int(row[0]) <= loop.t * size]
-        self.progress = Progress(count * size, loop.t * size, args.run.progress)
+        start = getattr(args, "start_timesteps", 0) if self.env is not None else 0  # the random phase is not timed
+        pace = Pace(count * size, loop.t * size, start)
+        self.progress = Progress(count * size, loop.t * size, args.run.progress, pace)
         self.last = (loop.t * size, time.time())  # step and time of the last evaluation, for the speed
         if getattr(loop, "evaluation_due", None) is not None:  # the evaluation a stop cut short
             self.evaluate(loop.evaluation_due)
@@ -899,7 +994,9 @@ class Run:
         """An evaluation, logged (evaluations.csv, TensorBoard, a console line), and model.pt and a video if asked.
         A stop request cuts it short: the evaluation environment's generator is put back and it is redone on resume."""
         generator = self.eval_env.unwrapped.np_random.bit_generator.state
-        returns = evaluate(self.agent, self.eval_env, self.args.eval_episodes, stop=self.stop.during_evaluation)
+        returns = evaluate(self.agent, self.eval_env, self.args.eval_episodes, stop=self.stop.during_evaluation,
+                           progress=self.progress)
+        self.progress.show()
         if returns is None:
             self.eval_env.unwrapped.np_random.bit_generator.state = generator
             self.loop.evaluation_due = step
@@ -911,11 +1008,9 @@ class Run:
         for name, value in self.agent.losses.items():
             self.logger.scalar(f"losses/{name}", value, step)
         total = self.progress.total or step
-        hours, seconds = divmod(int((total - step) / speed) if speed else 0, 3600)
-        left = f"{hours}:{seconds // 60:02d}:{seconds % 60:02d}" if speed else "-"
         score = f" | normalized {normalized_score(returns.mean(), self.ref_returns):6.1f}" if self.ref_returns else ""
         self.progress.write(f"step {step:>8d} | eval return {returns.mean():9.1f} +- {returns.std():7.1f}{score} | "
-                            f"{speed:6.1f} steps/s | {left} left", returns.mean())
+                            f"{speed:6.1f} steps/s | {self.progress.pace.left(step)}", returns.mean())
         if self.args.run.save_model:
             save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
         if self.video is not None and ((len(self.logger.rows) - 1) % self.args.run.video_every == 0 or step == total):
@@ -932,13 +1027,20 @@ class Run:
 
     def substeps(self, count: int):
         """Yields i = loop.substep, ..., count - 1: the parts of a long step (TD7's batch of gradient steps, PPO's
-        minibatch updates), with a safe point before each. A run stopped there resumes at that part: the step is
-        run again from its start, so what comes before its substeps must keep what it did in the loop's state."""
+        minibatch updates), with a safe point before each, and each shown on the progress line. A run stopped there
+        resumes at that part: the step is run again from its start, so what comes before its substeps must keep what
+        it did in the loop's state."""
+        if count:
+            self.progress.pace.batch_begins()
         while self.loop.substep < count:
             self.safe_point()
+            self.progress.show("gradient step", self.loop.substep + 1, count)
             yield self.loop.substep
             self.loop.substep += 1
         self.loop.substep = 0
+        if count:
+            self.progress.show()
+            self.progress.pace.batch_done(self.loop.t * self.loop.size)
 
     def log_episode(self, episode: dict, step: int):
         """A training episode's return and length (info["episode"] of make_env's environments) and the losses."""
@@ -993,6 +1095,7 @@ def launch(args) -> str:
     check(args)
     saved = None
     if args.run.resume:
+        route_mujoco_warnings()  # before resume.pt's environments are unpickled, which compiles their models
         saved = read_state(os.path.join(args.run.resume, "resume.pt"), "resumable state",
                            f"--resume takes the folder of a stopped {ALGO}.py run", weights_only=False)
         now, args = args, args_from_dict(saved["args"])  # the saved arguments, but where and how it runs now:

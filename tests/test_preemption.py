@@ -1,6 +1,7 @@
 """Preemption: a stop request is honoured within one gradient step (inside TD7's checkpoint batches too), periodic
 snapshots make a kill -9 cost at most the time since the last one (alone and under tools/sweep.py), a closed
-stdout or stderr costs nothing, and a first run prints no library warnings and writes nothing outside its folder."""
+stdout or stderr costs nothing, and a run, first or resumed, prints no library warnings and writes nothing outside its
+folder."""
 
 import os
 import signal
@@ -8,10 +9,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
+import td3
 import td7
-from conftest import ROOT, evaluation_columns, full_and_interrupted, make_args, run_script
+from conftest import ROOT, evaluation_columns, full_and_interrupted, make_args, run_script, stop_at
 
 SMALL = {"actor_hdim": 32, "critic_hdim": 32, "enc_hdim": 32, "zs_dim": 16, "batch_size": 32}
 # Pendulum's 200-step episodes; training starts at the episode end at 200, so the first checkpoint batch of 200
@@ -177,3 +180,21 @@ def test_a_first_run_prints_no_warnings_and_writes_nothing_outside_its_folder(tm
                             text=True, timeout=300)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert os.listdir(tmp_path) == ["runs"]  # no MUJOCO_LOG.TXT
+
+
+def test_a_resumed_run_prints_no_warnings_and_writes_nothing_outside_its_folder(tmp_path, monkeypatch):
+    """Reading resume.pt unpickles the environments, and MuJoCo compiles their models again: gymnasium's HalfCheetah
+    model has the settotalmass that MuJoCo 3 warns about, into MUJOCO_LOG.TXT unless the run routes its warnings."""
+    run = make_args(td3, env="HalfCheetah-v4", total_timesteps=300, start_timesteps=256, eval_freq=300, eval_episodes=1,
+                    batch_size=32, hdim=32, device="cpu", torch_threads=1, run_dir=str(tmp_path / "runs"))
+    monkeypatch.setattr(td3, "StopRequests", stop_at(td3, 280))
+    with pytest.raises(SystemExit) as exit_info:
+        td3.launch(run)
+    monkeypatch.undo()
+    assert exit_info.value.code == 130
+    [folder] = os.listdir(tmp_path / "runs")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "td3.py"), "--resume", os.path.join("runs", folder),
+                             "--torch-threads", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert os.listdir(tmp_path) == ["runs"]  # no MUJOCO_LOG.TXT
+    assert "(resumed at step 280)" in result.stdout and "step      300" in result.stdout
