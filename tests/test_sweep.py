@@ -5,6 +5,7 @@ import json
 import os
 import shlex
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -94,6 +95,19 @@ def test_dry_run_prints_the_full_grid_with_passthrough_arguments(tmp_path):
                 assert command[8:10] == ["--torch-threads", str(threads)]
                 assert command[10:] == TINY
     assert not root.exists()  # a dry run writes nothing
+
+
+def test_a_dry_run_into_a_reader_that_goes_away_ends_quietly(tmp_path):
+    """python tools/sweep.py ... --dry-run | head: the grid's lines (over 100 KB, more than a pipe holds) go on after
+    head has gone."""
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "sweep.py"), "--algos", "td3", "sac",
+                                "--envs", "Pendulum-v1", "Hopper-v4", "--seeds", *map(str, range(200)), "--root",
+                                str(tmp_path / "sweep"), "--dry-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=ROOT)
+    assert process.stdout.readline().startswith("sweep: 800 runs")
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0 and stderr == "", stderr
 
 
 def test_local_runs_write_run_folders_and_a_second_sweep_skips_them(tmp_path):

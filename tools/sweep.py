@@ -427,6 +427,15 @@ def parse_args(argv):
     return args, passthrough
 
 
+def report(message: str):
+    """One line of the sweep's output. A reader that has gone (sweep.py --dry-run | head, or a tee ended by Ctrl-C)
+    costs nothing: what follows goes to /dev/null, and the sweep goes on looking after its runs."""
+    try:
+        print(message, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -439,7 +448,6 @@ def main(argv=None) -> int:
     user_threads = any(item.split("=")[0] == "--torch-threads" for item in passthrough)
     threads = None if user_threads else (args.cpus if args.slurm else max(1, cores() // args.local))
     cells = plan(args, passthrough, threads)
-    report = lambda message: print(message, flush=True)  # noqa: E731
 
     todo = [c for c in cells if c.action != "skip"]
     counts = {a: sum(c.action == a for c in cells) for a in ("run", "resume", "restart", "skip")}
