@@ -280,7 +280,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from types import SimpleNamespace
-from typing import Optional
+from typing import Annotated, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -303,9 +303,9 @@ class RunFlags:
     """where the run folder goes"""
     save_model: bool = False
     """write model.pt (the agent's networks and optimizers) at each evaluation and at the end"""
-    eval_only: Optional[str] = None
+    eval_only: Annotated[Optional[str], tyro.conf.arg(metavar="PATH")] = None
     """evaluate a saved model.pt (or the run folder holding it) and exit"""
-    resume: Optional[str] = None
+    resume: Annotated[Optional[str], tyro.conf.arg(metavar="RUN_DIR")] = None
     """continue the stopped (or killed) run in this run folder exactly, from its last resumable state"""
     snapshot_every: float = 10.0
     """write the resumable state every this many minutes, so that a kill -9 loses at most that (0: only on a stop)"""
@@ -413,6 +413,10 @@ def make_env(args, seed: int, **kwargs) -> gym.Env:
     return and length of each episode in info["episode"] at its end, and seeded; or a UsageError."""
     env_id, kwargs = args.env, parse_env_kwargs(getattr(args, "env_kwargs", "")) | kwargs
     route_mujoco_warnings()
+    namespace, name, version = gym.envs.registration.parse_env_id(env_id)
+    versions = sorted(spec.id for spec in gym.registry.values() if (spec.namespace, spec.name) == (namespace, name))
+    if env_id not in gym.registry and version is None and versions:  # gymnasium would warn and pick the newest
+        raise UsageError(f"--env {env_id} names no version: pass one of {', '.join(versions)}")
     try:
         with warnings.catch_warnings():  # v4 is the papers' version on purpose: no "out of date" warning
             warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
@@ -743,10 +747,27 @@ def args_from_dict(values: dict):
         raise UsageError(f"written by another version of {ALGO}.py: {e}")
 
 
+def missing(path: str, hint: str) -> str:
+    """What to say of a model.pt or resume.pt missing at path: that its folder is a run folder without one, or holds
+    run folders with one (runs/ for runs/<run>), or else `hint`."""
+    folder, name = os.path.split(path)
+    try:
+        inside = [os.path.join(folder, d) for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, name))]
+    except OSError:
+        inside = []
+    if inside:
+        return f"{folder} holds run folders: pass one, e.g. {max(inside, key=os.path.getmtime)} (the newest)"
+    if os.path.isfile(os.path.join(folder, "config.json")) and name == "model.pt":
+        return "the run in that folder was trained without --save-model, which writes it"
+    if os.path.isfile(os.path.join(folder, "config.json")) and name == "resume.pt":
+        return "the run in that folder finished, or was killed before its first snapshot: nothing to continue"
+    return hint
+
+
 def read_state(path: str, what: str, hint: str, weights_only: bool) -> dict:
     """A model.pt or resume.pt of this script, read with torch.load on the CPU; a UsageError if it is not one."""
     if not os.path.isfile(path):
-        raise UsageError(f"no {what} at {path}: {hint}")
+        raise UsageError(f"no {what} at {path}: {missing(path, hint)}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:
@@ -1078,7 +1099,9 @@ class Run:
             save_model(self.agent, self.args, os.path.join(self.path, "model.pt"), step)
         self.release()
         if stopped:
-            print(f"interrupted at step {step}; to continue: python {ALGO}.py --resume {self.path}", file=sys.stderr)
+            here = os.path.dirname(os.path.abspath(__file__)) == os.getcwd()  # the command as one pastes it here
+            script = os.path.basename(__file__) if here else os.path.abspath(__file__)
+            print(f"interrupted at step {step}; to continue: python {script} --resume {self.path}", file=sys.stderr)
 
     def release(self):
         """The logs flushed and closed, the renderer freed, the signal handlers as they were."""

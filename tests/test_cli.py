@@ -49,6 +49,8 @@ HARNESS_CASES = [
     (["--snapshot-every", "-1"], "--snapshot-every must not be negative"),
     (["--seed", "-1"], "--seed must be in [0, "),
     (["--eval-only", ""], "--eval-only was given an empty path"),  # "$MODEL" with MODEL unset: not a new run
+    # gymnasium would warn (twice) and make the newest version, which a later gymnasium may change under a resume
+    (["--env", "HalfCheetah"], "--env HalfCheetah names no version: pass one of HalfCheetah-v2, HalfCheetah-v3, "),
 ]
 SCRIPT_CASES = [
     (["--batch-size", "0"], "--batch-size"),
@@ -92,3 +94,22 @@ def test_a_run_folder_that_cannot_be_written_is_one_line(run_dir, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     result = run_script("td3.py", "--env", "Pendulum-v1", "--run-dir", run_dir.format(file=tmp_path / "file"))
     assert one_error_line(result) and "cannot write the run folder" in result.stderr, result.stderr
+
+
+def test_a_folder_of_runs_or_a_run_without_the_file_is_said_so(tmp_path):
+    """What a newcomer passes first: the runs/ folder itself, or a run trained without --save-model, or finished."""
+    for name, files in (("stopped", ("config.json", "resume.pt")), ("finished", ("config.json",))):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        for file in files:
+            (tmp_path / "runs" / name / file).write_text("{}")
+    cases = [(["--resume", tmp_path / "runs"], f"holds run folders: pass one, e.g. {tmp_path / 'runs' / 'stopped'}"),
+             (["--resume", tmp_path / "runs" / "finished"], "finished, or was killed before its first snapshot"),
+             (["--eval-only", tmp_path / "runs" / "finished"], "was trained without --save-model, which writes it")]
+    for arguments, message in cases:
+        result = run_script("td3.py", *map(str, arguments))
+        assert one_error_line(result) and message in result.stderr, result.stderr
+
+
+def test_help_names_what_the_path_flags_take():
+    result = run_script("td3.py", "--help", extra_env={"COLUMNS": "200"})
+    assert result.returncode == 0 and "--resume RUN_DIR" in result.stdout and "--eval-only PATH" in result.stdout

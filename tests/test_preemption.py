@@ -171,6 +171,7 @@ def test_the_first_signal_says_at_once_that_the_run_will_stop(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.index("SIGTERM: stopping after the current gradient step") < stderr.index("interrupted at step")
+    assert f"to continue: python td3.py --resume {tmp_path}" in stderr  # a command to paste where it was started
 
 
 def test_a_first_run_prints_no_warnings_and_writes_nothing_outside_its_folder(tmp_path):
