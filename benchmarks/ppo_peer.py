@@ -16,7 +16,7 @@ needs DIR; without it only the update is checked. How the child drives CleanRL, 
   entropy_loss, approx_kl, the last clipfrac, mb_inds, the learning rate) and the gradient norm it returns;
 - numpy.random.shuffle writes our epoch's permutation (torch.randperm's, recorded on our side) into b_inds, and at
   each update's first epoch records CleanRL's flattened rollout (b_actions, b_logprobs, b_values, b_advantages,
-  b_returns);
+  b_returns) and its V(s_T) (next_value, of the observation after the rollout, next_obs);
 - the environment: for the update check gymnasium.vector.SyncVectorEnv is a replay of our rollout (CleanRL's whole
   wrapper stack is skipped: it gets our normalized observations, scaled rewards, terminations and truncations); for
   the rollout check gymnasium.make is a replay of the raw MuJoCo stream our run saw (observations, rewards,
@@ -32,10 +32,11 @@ the way a run resumed inside an update is, so main()'s own update loop runs (ann
 
 Update check (float64, per environment; pass: every difference <= 1e-9 x max(1, max |CleanRL|), indices exact):
 the same initial weights (ours, cast to float64), the same rollout and permutations, --iterations updates of 10
-epochs x 32 minibatches with learning-rate annealing (over --iterations rollouts) and gradient clipping. Compared:
-each rollout's actions, log-probabilities, values; advantages and returns; at every minibatch its indices, policy
-loss, value loss, entropy, approximate KL, clip fraction, gradient norm before clipping and learning rate; every
-parameter after every update. Hopper-v4 gives rollouts without time-limit truncations: both must agree. On
+epochs x 32 minibatches with learning-rate annealing (over --iterations rollouts) and gradient clipping; the
+observation after each rollout, s_T, as ours normalized it for V(s_T). Compared: each rollout's actions,
+log-probabilities, values, V(s_T); advantages and returns; at every minibatch its indices, policy loss, value loss,
+entropy, approximate KL, clip fraction, gradient norm before clipping and learning rate; every parameter after every
+update. Hopper-v4 gives rollouts without time-limit truncations: both must agree. On
 HalfCheetah-v4 (a truncation every 1000 steps) ours bootstraps from the value of the true final observation, CleanRL
 treats a truncation as a termination (deliberate: our fix); the check then requires that ours with that bootstrap
 removed (final values 0) agrees with CleanRL to 1e-9 everywhere, and reports the difference the bootstrap makes.
@@ -45,43 +46,49 @@ the same MuJoCo observations and rewards; --iterations rollouts with both update
 the observation statistics (mean, var, count) and the reward scaling statistics (var, count) of each side, each
 checked (1e-9 of scale) against its documented rule recomputed here from the raw stream, then compared with each
 other; the normalized observations, scaled rewards and actions of each side; the action each sends to MuJoCo
-(checked: the stored action clipped to [-1, 1], on both sides) and the control cost it is charged.
+(checked: the stored action clipped to [-1, 1], on both sides) and the control cost it is charged. After each
+rollout, V(s_T) by the rule both sides follow: s_T normalized with statistics that count it, valued by the critic
+that collected the rollout (each side's statistics, normalized s_T and V(s_T) checked against it; float32: 1e-6 of
+scale); ours also the bootstrap value of each truncation (its final observation normalized with the statistics its
+action was chosen with). Where both must agree, ours V(s_T) is required to be CleanRL's (1e-5 of scale): rollout 1
+(the same weights) when no episode ends in it (no final observation counted by CleanRL, so the same statistics by
+both rules; e.g. --envs HalfCheetah-v4 --max-episode-steps 5000); elsewhere difference 3 separates them.
 
 Deliberate differences, with their sizes as measured by the default command (seed 1, 2 rollouts of 2048 steps on
-each environment; CleanRL fe8d8a0 under gymnasium 0.29.1, ours under 1.4.0; 124 s on a busy 2-core machine):
+each environment; CleanRL fe8d8a0 under gymnasium 0.29.1, ours under 1.4.0; 153 to 165 s on a busy 2-core machine):
 1. Truncation bootstrap (update; ours = our fix): ours bootstraps a time-limit truncation from V(true final
    observation), CleanRL (as baselines) treats it as a termination. HalfCheetah, 4 truncations: advantages and
-   returns differ by up to 0.92, a minibatch's policy loss by 0.0066 and value loss by 0.027, the parameters after
-   2 updates by 0.0052; ours without the bootstrap agrees with CleanRL to 7e-16 of scale in every compared number.
+   returns differ by up to 0.94, a minibatch's policy loss by 0.0089 and value loss by 0.027, the parameters after
+   2 updates by 0.0045; ours without the bootstrap agrees with CleanRL to 6e-16 of scale in every compared number.
 2. Reward scaling (rollout; ours = baselines' VecNormalize): ours updates the return statistics with G = gamma G + r
    and zeroes G at every episode end; gymnasium's NormalizeReward (CleanRL) computes G = gamma G (1 - terminated) + r:
    at a termination G is the last reward alone, which carries into the next episode, and a truncation never resets
-   G. The std of the return statistics after 4096 steps: HalfCheetah 20.68 (ours) vs 17.56 (+18%: ours scales
-   rewards 15% smaller), Hopper 12.98 vs 12.97 (early on, scaled rewards differ by up to 7.5%).
-3. Observation statistics (rollout; ours = baselines, whose VecNormalize never sees a final observation): ours update
-   with each observation the policy acts on (reset observations included); gymnasium's NormalizeObservation
-   (CleanRL) also with each episode's final observation (one more sample per episode end). Hopper, 194 episode ends
-   in 4096 steps (4290 samples against 4096): a variance differs by 14.5% at the end (37% early), normalized
-   observations by up to 0.73; HalfCheetah (4 ends): 0.07% and 0.005.
-4. The observation after a rollout, for the bootstrap V: CleanRL normalizes it with statistics that include it (it
-   came out of the wrapper), as baselines; ours with those before it (collect counts an observation only when it next
-   acts on it). Not deliberate, and negligible: V differs by 3.2e-6 (Hopper), 2.8e-4 (HalfCheetah, V = -1.16).
-Equal, and checked: SAME_STEP autoreset on both (gymnasium 0.29's SyncVectorEnv resets within the step; ours asks
-1.x for it), epsilons (1e-8 in both normalizations, 1e-4 initial count, Adam 1e-5, advantage normalization 1e-8),
-normalize then clip +-10 (observations and rewards), unclipped actions stored for the update, actions clipped only
-on the way to MuJoCo (CleanRL's ClipAction, our clamp), so both are charged the control cost of the clipped action
-(clipped in 68% of Hopper's steps, 90% of HalfCheetah's, on both sides; total control cost equal to 1e-4, the rest of
-the difference being the normalization's: CleanRL's actions of rollout 1 are our actor's on CleanRL's observations
-with our noise, to 2.4e-7). These environments' bounds are [-1, 1]; elsewhere ours rescales [-1, 1] to the bounds,
-CleanRL clips to them (the check refuses such environments). Not exercised: --total-timesteps that is not a multiple
-of a rollout (ours rounds the iterations up, CleanRL down); the initial weights of a seed (CleanRL builds its critic
-first: the check hands it ours); Adam (ours fused, CleanRL's default: the same arithmetic, in float64 to 1e-16).
+   G. The std of the return statistics after 4096 steps: HalfCheetah 20.82 (ours) vs 18.21 (+14%: ours scales
+   rewards 12.5% smaller), Hopper 12.98 vs 12.97 (early on, scaled rewards differ by up to 7.5%).
+3. Observation statistics (rollout; ours = baselines, whose VecNormalize never sees a final observation): ours count
+   each observation as it arrives (the first reset's once, then each step's: after an episode end the next episode's
+   first), never the final observation that autoreset replaces; gymnasium's NormalizeObservation (CleanRL) also each
+   final observation (one more sample per episode end). Hopper, 194 episode ends in 4096 steps (4291 samples against
+   4097 at the end): a variance differs by 14.5% at the end (37% early), normalized observations by up to 0.73,
+   V(s_T) of rollout 1 (the same weights) by 0.0030; HalfCheetah (4 ends): 0.07%, 0.005 and 1.3e-5.
+Equal, and checked: s_T counted before V(s_T) on both (CleanRL's wrapper counts it before handing it out; ours since
+ppo.py's 0be1c4a, which fixed the one difference this check found that was not deliberate: ours had normalized s_T
+with statistics that did not count it, V(s_T) off by 3.2e-6 on Hopper and 2.8e-4 on HalfCheetah; that ppo.py fails
+the check: "ours obs" and "ours V"); SAME_STEP autoreset on both (gymnasium 0.29's SyncVectorEnv resets within the
+step; ours asks 1.x for it), epsilons (1e-8 in both normalizations, 1e-4 initial count, Adam 1e-5, advantage
+normalization 1e-8), normalize then clip +-10 (observations and rewards), unclipped actions stored for the update,
+actions clipped only on the way to MuJoCo (CleanRL's ClipAction, our clamp), so both are charged the control cost of
+the clipped action (clipped in 68% of Hopper's steps, 90% of HalfCheetah's, on both sides; total control cost equal
+to 1e-4, the rest of the difference being the normalization's: CleanRL's actions of rollout 1 are our actor's on
+CleanRL's observations with our noise, to 2.4e-7). These environments' bounds are [-1, 1]; elsewhere ours rescales
+[-1, 1] to the bounds, CleanRL clips to them (the check refuses such environments). Not exercised: --total-timesteps
+that is not a multiple of a rollout (ours rounds the iterations up, CleanRL down); the initial weights of a seed
+(CleanRL builds its critic first: the check hands it ours); Adam (ours fused, CleanRL's default: the same arithmetic,
+in float64 to 1e-16).
 Exit status 1 on a difference that is none of these; 2 on bad input.
 """
 
-import argparse
 import contextlib
-import copy
 import os
 import re
 import runpy
@@ -96,8 +103,13 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from benchmarks import official  # noqa: E402 (the comparison helpers it shares: Worst, patched, default_dtype, ...)
+from benchmarks.official import Mismatch, Parser, default_dtype, git_commit, patched  # noqa: E402
 CLEANRL_FILE = os.path.join("cleanrl", "ppo_continuous_action.py")
 TOL = 1e-9  # float64: max |ours - CleanRL| <= TOL x max(1, max |CleanRL|)
+F32_TOL = 1e-6  # a rule on values a side computes or stores in float32
+F32_RULES = ("ours normalized", "ours reward", "ours V", "theirs V", "ours bootstrap")
 NOISE_SEED = 7_000_000  # torch is seeded with NOISE_SEED + k before the k-th action of a run is drawn
 # Per minibatch: CleanRL's global for each of our Agent.update statistics (ours: stats[0..4]).
 MINIBATCH = {"policy loss": "pg_loss", "value loss": "v_loss", "entropy": "entropy_loss", "approx KL": "approx_kl"}
@@ -162,8 +174,10 @@ def peer_side(job_path: str, out_path: str):
     def shuffle(x):
         m = g()
         if m["epoch"] == 0:
-            rec["rollouts"].append({key: m[f"b_{key}"].detach().clone()
-                                    for key in ("obs", "actions", "logprobs", "values", "advantages", "returns")})
+            rec["rollouts"].append({**{key: m[f"b_{key}"].detach().clone()
+                                       for key in ("obs", "actions", "logprobs", "values", "advantages", "returns")},
+                                    "next_value": m["next_value"].detach().clone().reshape(-1),
+                                    "next_obs": m["next_obs"].detach().clone().reshape(-1)})
         perm = next(perms)
         if len(perm) != len(x):
             raise RuntimeError(f"CleanRL shuffles {len(x)} indices, our permutation has {len(perm)}")
@@ -285,20 +299,6 @@ def run_peer(job: dict, gymnasium_dir) -> dict:
 
 # ---- our side ----
 
-class Mismatch(Exception):
-    """A difference that is not rounding nor a documented deliberate one."""
-
-
-@contextlib.contextmanager
-def patched(owner, name: str, value):
-    original = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield original
-    finally:
-        setattr(owner, name, original)
-
-
 class Driver:
     """What ppo.main() uses of the harness's Run: args, env, agent, the loop's state, steps() (one per rollout;
     before(t) and after(t) run around each) and substeps() (the minibatch steps); no logging, evaluation or stops."""
@@ -329,30 +329,34 @@ def record_update(ppo, agent, rec: dict):
     """Context: our minibatch steps (Agent.update's statistics, indices, learning rate), the gradient norms of
     clip_grad_norm_ and the permutations of torch.randperm go into rec."""
     stack = contextlib.ExitStack()
-    update, randperm = agent.update, torch.randperm
-    clip = torch.nn.utils.clip_grad_norm_
 
-    def update_and_record(batch, mb):
-        stats = update(batch, mb)
-        rec["minibatches"].append({**{name: stats[i].detach().clone() for i, name in enumerate(MINIBATCH)},
-                                   "clip fraction": stats[4].item(), "gradient norm": rec.pop("norm"),
-                                   "learning rate": agent.optimizer.param_groups[0]["lr"],
-                                   "indices": mb.cpu().numpy().copy()})
-        return stats
+    def recording_update(update):
+        def update_and_record(batch, mb):
+            stats = update(batch, mb)
+            rec["minibatches"].append({**{name: stats[i].detach().clone() for i, name in enumerate(MINIBATCH)},
+                                       "clip fraction": stats[4].item(), "gradient norm": rec.pop("norm"),
+                                       "learning rate": agent.optimizer.param_groups[0]["lr"],
+                                       "indices": mb.cpu().numpy().copy()})
+            return stats
+        return update_and_record
 
-    def clip_and_record(parameters, max_norm, *args, **kwargs):
-        rec["norm"] = clip(parameters, max_norm, *args, **kwargs).detach().clone()
-        return rec["norm"]
+    def recording_clip(clip):
+        def clip_and_record(parameters, max_norm, *args, **kwargs):
+            rec["norm"] = clip(parameters, max_norm, *args, **kwargs).detach().clone()
+            return rec["norm"]
+        return clip_and_record
 
-    def randperm_and_record(*args, **kwargs):
-        perm = randperm(*args, **kwargs)
-        rec["perms"].append(perm.cpu().numpy().copy())
-        return perm
+    def recording_randperm(randperm):
+        def randperm_and_record(*args, **kwargs):
+            perm = randperm(*args, **kwargs)
+            rec["perms"].append(perm.cpu().numpy().copy())
+            return perm
+        return randperm_and_record
 
     rec.update(minibatches=[], perms=[], params=[], rollouts=[])
-    stack.enter_context(patched(agent, "update", update_and_record))
-    stack.enter_context(patched(torch, "randperm", randperm_and_record))
-    stack.enter_context(patched(torch.nn.utils, "clip_grad_norm_", clip_and_record))
+    stack.enter_context(patched(agent, "update", recording_update))
+    stack.enter_context(patched(torch, "randperm", recording_randperm))
+    stack.enter_context(patched(torch.nn.utils, "clip_grad_norm_", recording_clip))
     return stack
 
 
@@ -402,7 +406,7 @@ def our_rollout_run(ppo, env_id: str, seed: int, num_steps: int, iterations: int
 
     args = make_ours(ppo, env_id, seed, num_steps, iterations)
     Recorder, made = raw_recorder(gym), []
-    with patched(gym, "make", lambda *a, **k: made.append(Recorder(gym_make(*a, **k))) or made[-1]) as gym_make:
+    with patched(gym, "make", lambda make: lambda *a, **k: made.append(Recorder(make(*a, **k))) or made[-1]):
         single = ppo.make_env(args, seed, **({"max_episode_steps": max_episode_steps} if max_episode_steps else {}))
     recorder, space = made[0], single.unwrapped.action_space
     if not (np.all(space.low == -1) and np.all(space.high == 1)):
@@ -439,26 +443,26 @@ def our_rollout_run(ppo, env_id: str, seed: int, num_steps: int, iterations: int
         ro = loop.rollout
         rec["rollouts"].append({"obs": ro.obs[:, 0].copy(), "rewards": ro.rewards[:, 0].copy(),
                                 "actions": ro.actions[:, 0].clone(), "means": ro.means[:, 0].clone(),
-                                "log_std": ro.log_std.clone()})
+                                "log_std": ro.log_std.clone(), "final_values": ro.final_values[:, 0].clone()})
         rec["params"].append(params_of(agent))
 
-    estimate = ppo.Rollout.estimate_advantages
-    rec["next_value"] = []
+    rec["s_T"] = []
 
-    def estimate_and_measure(rollout, *a):
-        """Difference 4: V of the observation after the rollout as ours normalizes it (statistics without it) and
-        with statistics that include it (as it comes out of CleanRL's wrapper, less the final observations)."""
-        rms = copy.deepcopy(agent.obs_rms)
-        rms.update(driver.loop.state)
-        obs = np.clip((driver.loop.state - rms.mean) / np.sqrt(rms.var + 1e-8), -10, 10).astype(np.float32)
-        with torch.no_grad():
-            rec["next_value"].append((rollout.next_value[0].item(), agent.critic(torch.from_numpy(obs))[0].item()))
-        return estimate(rollout, *a)
+    def recording_estimate(estimate):
+        def estimate_and_record(rollout, *a):
+            """Right after collect (nothing has touched the statistics since): V(s_T) of the observation after the
+            rollout, that observation as collect normalized it, the statistics it was normalized with, and the return
+            statistics after the rollout's last step."""
+            rms, ret = agent.obs_rms, agent.return_rms
+            rec["s_T"].append({"value": rollout.next_value[0].item(), "obs": agent.normalize_obs(driver.loop.state)[0],
+                               "obs_mean": rms.mean.copy(), "obs_var": rms.var.copy(), "obs_count": rms.count,
+                               "ret_mean": float(ret.mean), "ret_var": float(ret.var), "ret_count": ret.count})
+            return estimate(rollout, *a)
+        return estimate_and_record
 
     driver = Driver(args, env, agent, state, before, after)
-    with record_update(ppo, agent, rec), patched(ppo.Rollout, "estimate_advantages", estimate_and_measure):
+    with record_update(ppo, agent, rec), patched(ppo.Rollout, "estimate_advantages", recording_estimate):
         ppo.main(driver)
-    rec["next_obs_last"] = agent.normalize_obs(driver.loop.state)[0]
     rec["events"] = recorder.events
     rec["ctrl_cost_weight"] = getattr(single.unwrapped, "_ctrl_cost_weight", None)
     rec["obs_dim"], rec["action_space"] = single.observation_space.shape[0], space
@@ -467,10 +471,12 @@ def our_rollout_run(ppo, env_id: str, seed: int, num_steps: int, iterations: int
 
 def update_stream(ours: dict) -> dict:
     """The update check's rollout data, from our rollout run: normalized observations, scaled rewards, terminated
-    and truncated, the normalized final observations of truncations."""
+    and truncated, the normalized final observations of truncations. next_obs[k] is the observation acted on at step
+    k + 1, and after the last step s_T as ours normalized it for V(s_T) (which the rollout check holds to the rule: by
+    statistics that count s_T, so also the same as the next rollout acts on)."""
     steps = [e for e in ours["events"] if e[0] == "step"]
     obs = np.concatenate([r["obs"] for r in ours["rollouts"]]).astype(np.float64)
-    next_obs = np.concatenate([obs[1:], ours["next_obs_last"][None].astype(np.float64)])
+    next_obs = np.concatenate([obs[1:], ours["s_T"][-1]["obs"][None].astype(np.float64)])
     return {"obs0": obs[0], "obs": obs, "next_obs": next_obs,
             "rewards": np.concatenate([r["rewards"] for r in ours["rollouts"]]).astype(np.float64),
             "terminated": np.array([e[3] for e in steps]), "truncated": np.array([e[4] for e in steps]),
@@ -484,9 +490,7 @@ def our_update_run(ppo, env_id: str, seed: int, num_steps: int, iterations: int,
     Rollout.estimate_advantages, then handed to main() as a run resumed inside its update is. bootstrap=False: the
     final values of truncations left at 0 (CleanRL's treatment, for the counterfactual check)."""
     args = make_ours(ppo, env_id, seed, num_steps, iterations)
-    before_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         agent = ppo.Agent(obs_dim, action_dim, args, torch.device("cpu"))
         for net in ("actor", "critic"):
             getattr(agent, net).load_state_dict({k[len(net) + 1:]: v for k, v in init.items() if k.startswith(net)})
@@ -517,7 +521,7 @@ def our_update_run(ppo, env_id: str, seed: int, num_steps: int, iterations: int,
             ro = loop.rollout
             rec["rollouts"].append({key: getattr(ro, k)[:, 0].detach().clone() for key, k in (  # CleanRL's names
                 ("actions", "actions"), ("logprobs", "log_probs"), ("values", "values"), ("advantages", "advantages"),
-                ("returns", "returns"))})
+                ("returns", "returns"))} | {"next_value": ro.next_value.detach().clone()})
             rec["params"].append(params_of(agent))
 
         driver = Driver(args, None, agent, stream["obs0"][None], before, after)
@@ -530,30 +534,24 @@ def our_update_run(ppo, env_id: str, seed: int, num_steps: int, iterations: int,
         if args.objective != "clip":
             raise Mismatch(f"ppo.Args().objective is {args.objective!r}; CleanRL has only the clipped objective")
         return rec
-    finally:
-        torch.set_default_dtype(before_dtype)
 
 
 # ---- comparing ----
 
-class Worst:
-    """The largest difference over a series of tensors: max |a - b|, and the largest relative to max(1, max |b|)
-    (b: CleanRL's) with where it was seen."""
+class Worst(official.Worst):
+    """official.py's: the largest difference over a series of tensors, max |a - b|, and the largest relative to
+    max(1, max |b|) (b: CleanRL's) with where it was seen; here also how many pairs it saw, and a Mismatch for a value
+    that is not finite (which would compare as no difference)."""
 
-    def __init__(self):
-        self.diff, self.scaled, self.where, self.count = 0.0, 0.0, "-", 0
+    count = 0
 
     def add(self, a, b, where: str):
-        a = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).detach().double().reshape(-1)
-        b = torch.as_tensor(np.asarray(b) if not torch.is_tensor(b) else b).detach().double().reshape(-1)
-        if a.shape != b.shape:
-            raise Mismatch(f"{where}: shapes {tuple(a.shape)} and {tuple(b.shape)}")
-        diff = (a - b).abs().max().item() if len(a) else 0.0
-        scaled = diff / max(1.0, b.abs().max().item() if len(b) else 0.0)
-        if scaled > self.scaled or self.where == "-":
-            self.scaled, self.where = scaled, where
-        self.diff, self.count = max(self.diff, diff), self.count + 1
-        return self
+        # Through numpy first: torch.as_tensor would make python floats float32.
+        a, b = (x if torch.is_tensor(x) else torch.from_numpy(np.asarray(x, np.float64)) for x in (a, b))
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise Mismatch(f"{where}: a value that is not finite")
+        self.count += 1
+        return super().add(a, b, where)
 
     def cell(self) -> str:
         return f"{self.diff:.2e} ({self.scaled:.1e} of scale, {self.where})"
@@ -562,14 +560,14 @@ class Worst:
 def compare_updates(ours: dict, theirs: dict, iterations: int) -> dict:
     """Worst per quantity between our update run and CleanRL's; a Mismatch where the structure differs (indices,
     counts)."""
-    w = {name: Worst() for name in ("actions", "log-probabilities", "values", "advantages", "returns",
+    w = {name: Worst() for name in ("actions", "log-probabilities", "values", "V(s_T)", "advantages", "returns",
                                     *MINIBATCH, "clip fraction", "gradient norm", "learning rate", "parameters")}
     if len(theirs["rollouts"]) != iterations or len(theirs["params"]) != iterations:
         raise Mismatch(f"CleanRL made {len(theirs['rollouts'])} rollouts and {len(theirs['params'])} updates, "
                        f"not {iterations}")
     for i, (mine, other) in enumerate(zip(ours["rollouts"], theirs["rollouts"])):
         for name, key in (("actions", "actions"), ("log-probabilities", "logprobs"), ("values", "values"),
-                          ("advantages", "advantages"), ("returns", "returns")):
+                          ("V(s_T)", "next_value"), ("advantages", "advantages"), ("returns", "returns")):
             w[name].add(mine[key], other[key], f"rollout {i + 1}")
     if len(ours["minibatches"]) != len(theirs["minibatches"]):
         raise Mismatch(f"{len(ours['minibatches'])} minibatch steps here, {len(theirs['minibatches'])} in CleanRL")
@@ -623,9 +621,11 @@ def rms_rule(samples) -> list:
 
 
 def rollout_rules(events: list, gamma: float) -> dict:
-    """The documented statistics of each side before each action, recomputed from the raw stream.
-    Observations: ours over the observations acted on; CleanRL's also over each final observation.
-    Return: ours G = gamma G + r, reset at every episode end; CleanRL's G = gamma G (1 - terminated) + r."""
+    """The documented statistics of each side, recomputed from the raw stream: [k] is before action k, and [n] (n
+    steps) after the last step, where V(s_T) is computed. Observations: ours over each observation as it arrives (the
+    first reset's, then each step's: after an episode end the next episode's first, never the final one that autoreset
+    replaces); CleanRL's also over each final observation. Return: ours G = gamma G + r, reset at every episode end;
+    CleanRL's G = gamma G (1 - terminated) + r."""
     acted, every, before_act = [events[0][1]], [events[0][1]], [1]
     steps = []
     for e in events[1:]:
@@ -653,35 +653,50 @@ def rollout_rules(events: list, gamma: float) -> dict:
 
 
 def compare_rollouts(ours: dict, theirs: dict, gamma: float, num_steps: int) -> dict:
-    """Each side's statistics against its rule (must hold to TOL), and the two sides against each other."""
+    """Each side's statistics, normalized observations, scaled rewards and V(s_T) against its rule (TOL, or float32
+    rounding where a side stores float32), and the two sides against each other."""
+    import ppo
+
     rules = rollout_rules(ours["events"], gamma)
-    n = len(rules["steps"])
+    n, T = len(rules["steps"]), num_steps
     if len(ours["steps"]) != n or len(theirs["steps"]) != n + 1:
         raise Mismatch(f"{n} environment steps, but {len(ours['steps'])} of our snapshots and "
                        f"{len(theirs['steps']) - 1} of CleanRL's")
-    rule = {name: Worst() for name in ("ours obs", "theirs obs", "ours normalized", "theirs normalized",
-                                       "ours return", "theirs return", "ours reward", "theirs reward")}
+    if n % T or not len(ours["s_T"]) == len(theirs["rollouts"]) == n // T:
+        raise Mismatch(f"{n} environment steps, {len(ours['s_T'])} rollouts of ours and {len(theirs['rollouts'])} of "
+                       f"CleanRL's, of {T} steps")
+    rule = {name: Worst() for name in ("ours obs", "theirs obs", "ours normalized", "theirs normalized", "ours V",
+                                       "theirs V", "ours bootstrap", "ours return", "theirs return", "ours reward",
+                                       "theirs reward")}
     side = {name: Worst() for name in ("obs mean", "obs var", "return var", "normalized obs", "scaled reward",
-                                       "sent action", "env action")}
+                                       "V(s_T)", "sent action", "env action")}
     eps = 1e-8  # both sides' epsilon, in both normalizations
     ours_rewards = np.concatenate([r["rewards"] for r in ours["rollouts"]])
     ours_obs = np.concatenate([r["obs"] for r in ours["rollouts"]])
+
+    def stats(snap) -> np.ndarray:
+        return np.concatenate([snap["obs_mean"], snap["obs_var"], [snap["obs_count"]]])
+
+    def rule_stats(r) -> np.ndarray:
+        return np.concatenate([r[0], r[1], [r[2]]])
+
+    def normalized(state, r) -> np.ndarray:
+        return np.clip((state - r[0]) / np.sqrt(r[1] + eps), -10, 10)
+
     for k in range(n):
         mine, other = ours["steps"][k], theirs["steps"][k]  # before action k
         for who, snap, r in (("ours", mine, rules["ours_obs"][k]), ("theirs", other, rules["theirs_obs"][k])):
-            rule[f"{who} obs"].add(np.concatenate([snap["obs_mean"], snap["obs_var"], [snap["obs_count"]]]),
-                                   np.concatenate([r[0], r[1], [r[2]]]), f"step {k}")
-        for who, snap, normalized in (("ours", mine, ours_obs[k]), ("theirs", other, other["obs"])):
-            expected = np.clip((rules["acted"][k] - snap["obs_mean"]) / np.sqrt(snap["obs_var"] + eps), -10, 10)
-            rule[f"{who} normalized"].add(normalized, expected, f"step {k}")
+            rule[f"{who} obs"].add(stats(snap), rule_stats(r), f"step {k}")
+        for who, snap, obs in (("ours", mine, ours_obs[k]), ("theirs", other, other["obs"])):
+            expected = normalized(rules["acted"][k], (snap["obs_mean"], snap["obs_var"]))
+            rule[f"{who} normalized"].add(obs, expected, f"step {k}")
         side["obs mean"].add(mine["obs_mean"], other["obs_mean"], f"step {k}")
         side["obs var"].add(mine["obs_var"] / other["obs_var"] - 1, np.zeros_like(other["obs_var"]), f"step {k}")
         side["normalized obs"].add(ours_obs[k], other["obs"], f"step {k}")
-        after_ours, after_theirs = (ours["steps"][k + 1] if k + 1 < n else None), theirs["steps"][k + 1]
+        after_ours, after_theirs = (ours["steps"][k + 1] if k + 1 < n else ours["s_T"][-1]), theirs["steps"][k + 1]
         ro, rt = rules["ours_ret"][k], rules["theirs_ret"][k]
-        if after_ours is not None:
-            rule["ours return"].add([after_ours["ret_mean"], after_ours["ret_var"], after_ours["ret_count"]],
-                                    [ro[0], ro[1], ro[2]], f"step {k}")
+        rule["ours return"].add([after_ours["ret_mean"], after_ours["ret_var"], after_ours["ret_count"]],
+                                [ro[0], ro[1], ro[2]], f"step {k}")
         rule["theirs return"].add([after_theirs["ret_mean"], after_theirs["ret_var"], after_theirs["ret_count"]],
                                   [rt[0], rt[1], rt[2]], f"step {k}")
         reward = rules["steps"][k][2]
@@ -691,6 +706,50 @@ def compare_rollouts(ours: dict, theirs: dict, gamma: float, num_steps: int) -> 
         side["return var"].add(ro[1] / rt[1] - 1, 0.0, f"step {k}")
         side["scaled reward"].add(ours_rewards[k] / after_theirs["reward"] - 1 if after_theirs["reward"] else 0.0,
                                   0.0, f"step {k}")
+
+    def critic(params: dict, key=lambda name: name) -> torch.nn.Module:
+        """Our Critic with the critic weights of params (key: their name for each of ours)."""
+        net = ppo.Critic(ours["obs_dim"], ppo.Args().hdim)
+        net.load_state_dict({k[len("critic."):]: params[key(k)] for k in ours["init"] if k.startswith("critic.")})
+        return net
+
+    def value(net, state, r) -> torch.Tensor:
+        with torch.no_grad():
+            return net(torch.from_numpy(normalized(state, r).astype(np.float32)[None])).reshape(-1)
+
+    # V(s_T) of each rollout: the same rule on both sides (CleanRL's wrapper counts s_T before handing it out; ours
+    # counts each observation as it arrives): s_T normalized with statistics that count it, valued by the critic
+    # that collected the rollout. Ours also V(final observation) of each truncation, with the statistics its action
+    # was chosen with (ours alone bootstraps there), 0 at every other step.
+    last = theirs["steps"][n]  # CleanRL's s_T of the last rollout (the others are the next rollouts' first, above)
+    rule["theirs obs"].add(stats(last), rule_stats(rules["theirs_obs"][n]), f"s_T of rollout {n // T}")
+    rule["theirs normalized"].add(last["obs"], normalized(rules["acted"][n], (last["obs_mean"], last["obs_var"])),
+                                  f"s_T of rollout {n // T}")
+    for t, snap in enumerate(ours["s_T"]):
+        k, where = (t + 1) * T, f"s_T of rollout {t + 1}"
+        r, state = rules["ours_obs"][k], rules["acted"][k]
+        rule["ours obs"].add(stats(snap), rule_stats(r), where)
+        rule["ours normalized"].add(snap["obs"], normalized(state, (snap["obs_mean"], snap["obs_var"])), where)
+        ours_critic = critic(ours["init"] if t == 0 else ours["params"][t - 1])
+        rule["ours V"].add(snap["value"], value(ours_critic, state, r), f"rollout {t + 1}")
+        their_critic = critic(to_theirs(ours["init"]) if t == 0 else theirs["params"][t - 1], their_name)
+        their_v = theirs["rollouts"][t]["next_value"]
+        rule["theirs V"].add(their_v, value(their_critic, state, rules["theirs_obs"][k]), f"rollout {t + 1}")
+        if not torch.equal(theirs["rollouts"][t]["next_obs"], torch.tensor(theirs["steps"][k]["obs"],
+                                                                           dtype=torch.float32)):
+            raise Mismatch(f"CleanRL's V(s_T) of rollout {t + 1} is not of the observation its wrapper handed out")
+        expected = torch.zeros(T)
+        for j in range(T):
+            e = rules["steps"][t * T + j]
+            if e[4] and not e[3]:
+                expected[j] = value(ours_critic, e[1], rules["ours_obs"][t * T + j])[0]
+        rule["ours bootstrap"].add(ours["rollouts"][t]["final_values"], expected, f"rollout {t + 1}")
+        side["V(s_T)"].add(snap["value"], their_v, f"rollout {t + 1}")
+    # Where both must agree: rollout 1 (the same weights) when no episode ended before its s_T (so that neither side
+    # has counted a final observation: the same statistics by both rules), ours V(s_T) is CleanRL's, to float32.
+    agree = None
+    if not any(e[3] or e[4] for e in rules["steps"][:T]):
+        agree = Worst().add(ours["s_T"][0]["value"], theirs["rollouts"][0]["next_value"], "rollout 1")
     ours_sent = torch.cat([r["actions"] for r in ours["rollouts"]]).numpy()
     theirs_sent = np.concatenate(theirs["sent"])
     env_ours = np.stack([e[5] for e in rules["steps"]])
@@ -708,7 +767,6 @@ def compare_rollouts(ours: dict, theirs: dict, gamma: float, num_steps: int) -> 
     # normalization's alone.
     r0 = ours["rollouts"][0]
     noise = (r0["actions"] - r0["means"]) / r0["log_std"].exp()
-    import ppo
     actor = ppo.Actor(ours["obs_dim"], noise.shape[1])
     actor.load_state_dict({k[len("actor."):]: v for k, v in ours["init"].items() if k.startswith("actor.")})
     their_obs = torch.tensor(np.stack([s["obs"] for s in theirs["steps"][:num_steps]]), dtype=torch.float32)
@@ -716,11 +774,12 @@ def compare_rollouts(ours: dict, theirs: dict, gamma: float, num_steps: int) -> 
         explained = actor(their_obs) + actor.log_std.exp() * noise
     consistency = Worst().add(explained, theirs_sent[:num_steps], "rollout 1")
     ends = [e for e in rules["steps"] if e[3] or e[4]]
-    return {"rule": rule, "side": side, "consistency": consistency, "steps": n,
+    end_ours, end_theirs = ours["s_T"][-1], theirs["steps"][-1]  # the statistics at the end, s_T counted
+    return {"rule": rule, "side": side, "consistency": consistency, "agree": agree, "steps": n,
             "terminations": sum(e[3] for e in ends), "truncations": sum(e[4] and not e[3] for e in ends),
-            "counts": (ours["steps"][-1]["obs_count"], theirs["steps"][-2]["obs_count"]),
-            "var_end": np.abs(ours["steps"][-1]["obs_var"] / theirs["steps"][-2]["obs_var"] - 1).max(),
-            "next_value": ours["next_value"],
+            "counts": (end_ours["obs_count"], end_theirs["obs_count"]),
+            "var_end": np.abs(end_ours["obs_var"] / end_theirs["obs_var"] - 1).max(),
+            "values": [(s["value"], r["next_value"].item()) for s, r in zip(ours["s_T"], theirs["rollouts"])],
             "ret_std": (np.sqrt(ours["steps"][-1]["ret_var"]), np.sqrt(theirs["steps"][-2]["ret_var"])),
             "clipped": ((np.abs(ours_sent) > 1).any(1).mean(), (np.abs(theirs_sent) > 1).any(1).mean()),
             "cost": (cost_ours.sum(), cost_theirs.sum(), np.abs(cost_ours - cost_theirs).max()),
@@ -728,14 +787,6 @@ def compare_rollouts(ours: dict, theirs: dict, gamma: float, num_steps: int) -> 
 
 
 # ---- the check ----
-
-def git_commit(path: str) -> str:
-    try:
-        return subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
 
 def pinned_gymnasium(path: str) -> str:
     try:
@@ -817,11 +868,17 @@ def report(results: list, args, file: str) -> bool:
           f"documented rule (pass: <= {TOL:g} of scale):\n")
     print("| environment | steps | episode ends (term., trunc.) | rule | max difference (relative, where) | pass |")
     print("|---|---|---|---|---|---|")
-    names = {"ours obs": "ours: observation statistics over the observations acted on",
+    names = {"ours obs": "ours: observation statistics over each observation as it arrives (the first reset's once, "
+                         "then each step's; never a final observation that autoreset replaces), before each action "
+                         "and at V(s_T)",
              "theirs obs": "CleanRL: observation statistics over those and each final observation",
              "ours normalized": "ours: normalized observation clip((s - mean) / sqrt(var + 1e-8), +-10) "
-                                "(stored in float32)",
+                                "(stored in float32), s_T's for V(s_T) included",
              "theirs normalized": "CleanRL: normalized observation, the same formula on its statistics",
+             "ours V": "ours: V(s_T) = the rollout's critic on s_T normalized with statistics that count s_T (float32)",
+             "theirs V": "CleanRL: V(s_T), the same rule on its statistics",
+             "ours bootstrap": "ours: V(final observation) of each truncation, 0 at other steps = the rollout's critic "
+                               "on it normalized with the statistics its action was chosen with (float32)",
              "ours return": "ours: return statistics, G = gamma G + r, G = 0 at every episode end",
              "theirs return": "CleanRL: return statistics, G = gamma G (1 - terminated) + r",
              "ours reward": "ours: scaled reward clip(r / sqrt(var + 1e-8), +-10) (stored in float32)",
@@ -829,7 +886,7 @@ def report(results: list, args, file: str) -> bool:
     for r in results:
         ro = r["rollout"]
         for key, w in ro["rule"].items():
-            tol = 1e-6 if key in ("ours reward", "ours normalized") else TOL  # ours stores them in float32
+            tol = F32_TOL if key in F32_RULES else TOL
             good = w.scaled <= tol
             ok &= good
             print(f"| {r['env']} | {ro['steps']} | {ro['terminations']}, {ro['truncations']} | {names[key]} | "
@@ -839,7 +896,16 @@ def report(results: list, args, file: str) -> bool:
         print(f"| {r['env']} | {args.num_steps} | | CleanRL's actions of rollout 1 = our actor on CleanRL's "
               f"normalized observations + our noise (float32) | {ro['consistency'].cell()} | "
               f"{'pass' if good else 'FAIL'} |")
-    print("\nThe two sides against each other (the deliberate differences 2-4 at work; no pass/fail):\n")
+        label = "ours V(s_T) = CleanRL's, rollout 1 (the same weights; no episode end before s_T: the same statistics)"
+        if ro["agree"] is None:
+            print(f"| {r['env']} | {args.num_steps} | | {label} | not compared: an episode ended in rollout 1, after "
+                  f"which CleanRL's statistics count its final observation (difference 3) | - |")
+        else:
+            good = ro["agree"].scaled <= 1e-5
+            ok &= good
+            print(f"| {r['env']} | {args.num_steps} | | {label} (float32) | {ro['agree'].cell()} | "
+                  f"{'pass' if good else 'FAIL'} |")
+    print("\nThe two sides against each other (the deliberate differences 2 and 3 at work; no pass/fail):\n")
     print("| environment | quantity | ours | CleanRL | max difference (where) |")
     print("|---|---|---|---|---|")
     for r in results:
@@ -857,9 +923,9 @@ def report(results: list, args, file: str) -> bool:
         print(f"| {e} | steps with an action clipped | {ro['clipped'][0]:.1%} | {ro['clipped'][1]:.1%} | |")
         print(f"| {e} | control cost charged, total | {ro['cost'][0]:.6g} | {ro['cost'][1]:.6g} | "
               f"{ro['cost'][2]:.3g} at most per step |")
-        dv = max(abs(a - b) for a, b in ro["next_value"])
-        print(f"| {e} | V(observation after each rollout), ours vs normalized with it counted | | | {dv:.3g} "
-              f"(V: {', '.join(f'{a:.4g}' for a, _ in ro['next_value'])}) |")
+        print(f"| {e} | V(s_T) after each rollout | {', '.join(f'{a:.5g}' for a, _ in ro['values'])} | "
+              f"{', '.join(f'{b:.5g}' for _, b in ro['values'])} | "
+              f"{', '.join(f'{abs(a - b):.2g}' for a, b in ro['values'])} (each rollout) |")
         print(f"| {e} | observation var at the end (relative) | | | {ro['var_end']:.3g} |")
         print(f"| {e} | parameters after the updates (own rollouts) | | | {r['rollout_params'].diff:.3g} "
               f"({r['rollout_params'].where}) |")
@@ -867,12 +933,6 @@ def report(results: list, args, file: str) -> bool:
     print(f"\nCleanRL's wrapper constants: observation epsilon {eps['obs']:g}, reward epsilon {eps['reward']:g}, "
           f"gamma {eps['gamma']:g} (ours: 1e-8, 1e-8, {results[0]['gamma']:g}).")
     return ok
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line on stderr and exit status 2 (argparse's own adds the usage)."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def main():
@@ -908,7 +968,6 @@ def main():
                      "least 1")
     args.cleanrl = os.path.abspath(args.cleanrl)
     args.gymnasium = args.gymnasium and os.path.abspath(args.gymnasium)
-    sys.path.insert(0, ROOT)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     import ppo
