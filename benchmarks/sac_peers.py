@@ -68,7 +68,6 @@ import contextlib
 import importlib.util
 import math
 import os
-import subprocess
 import sys
 import types
 import warnings
@@ -80,6 +79,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sac  # noqa: E402
+from benchmarks.official import Parser, default_dtype, git_commit  # noqa: E402 (helpers shared with official.py)
 
 STATE_DIM, ACTION_DIM = 17, 6  # HalfCheetah's shapes; its actions are in [-1, 1]
 BATCH_SIZE = 256  # ours, SB3's default
@@ -144,16 +144,6 @@ def patched(owner, name: str, value):
         yield original
     finally:
         setattr(owner, name, original)
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
 
 
 # ---- the same inputs on both sides ----
@@ -627,21 +617,7 @@ def report(name: str, version: str, r: dict):
               " | ".join(f"{own[c].scaled:.2e} ({own[c].where})" for c in COLUMNS) + " | - |")
 
 
-def git_commit(path: str) -> str:
-    try:
-        return subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 # ---- command line ----
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line on stderr and exit status 2 (argparse's own adds the usage)."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
 
 def spinup_checkout(path: str) -> str:
     missing = [file for file in SPINUP_FILES if not os.path.isfile(os.path.join(path, file))]
