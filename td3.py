@@ -569,7 +569,7 @@ class RunLogger:
 
 class Pace:
     """The time left at the speed the run trains, measured on `clock`. The steps before `start` (the off-policy
-    scripts' uniform-random actions, ten times faster than training) are not counted; a run that trains in batches
+    scripts' uniform-random actions, many times faster than training) are not counted; a run that trains in batches
     of substeps (TD7's checkpoint batches, PPO's updates) is measured from the end of its first batch to the end of
     its latest, the same point of each cycle, so that a batch never reads as a stall or an acting phase as a sprint.
     Until `warmup` seconds are measured the time left is not known (None), never extrapolated from a faster phase."""
@@ -999,6 +999,8 @@ class Run:
         start = getattr(args, "start_timesteps", 0) if self.env is not None else 0  # the random phase is not timed
         pace = Pace(count * size, loop.t * size, start)
         self.progress = Progress(count * size, loop.t * size, args.run.progress, pace)
+        if self.logger.rows:  # a resumed run's line shows its last evaluation from the start
+            self.progress.last_return = float(self.logger.rows[-1][2])
         self.last = (loop.t * size, time.time())  # step and time of the last evaluation, for the speed
         if getattr(loop, "evaluation_due", None) is not None:  # the evaluation a stop cut short
             self.evaluate(loop.evaluation_due)

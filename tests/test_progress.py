@@ -12,6 +12,7 @@ import ppo
 import td3
 import td7
 from conftest import make_args
+from datasets_util import random_hopper, write_d4rl
 
 
 class Clock:
@@ -180,3 +181,19 @@ def test_every_evaluation_line_of_a_short_run_says_the_time_left_is_not_known_ye
                          run_dir=str(tmp_path), progress=False))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
     assert [line.rsplit("|", 1)[1].strip() for line in lines] == ["time left not known yet"] * 3 + ["0:00:00 left"]
+
+
+def test_an_offline_run_is_timed_from_its_first_step(tmp_path, monkeypatch):
+    """td7.py's --start-timesteps (25000) is an online setting: an offline run has no random phase to leave out."""
+    starts, init = [], td7.Pace.__init__
+
+    def init_and_record(pace, total, step, start=0, **kwargs):
+        starts.append(start)
+        init(pace, total, step, start, **kwargs)
+
+    monkeypatch.setattr(td7.Pace, "__init__", init_and_record)
+    dataset = write_d4rl(str(tmp_path / "hopper-random-v2.hdf5"), random_hopper())
+    td7.launch(make_args(td7, offline=True, dataset=dataset, total_timesteps=20, eval_freq=20, eval_episodes=1,
+                         batch_size=32, actor_hdim=32, critic_hdim=32, enc_hdim=32, zs_dim=16, device="cpu",
+                         torch_threads=1, run_dir=str(tmp_path / "runs"), progress=False))
+    assert starts[-1] == 0  # the run's (the first is a placeholder's)
