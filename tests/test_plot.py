@@ -261,3 +261,17 @@ def test_bad_published_numbers_are_one_line(tmp_path):
                                                 "interval": 1}], {"kind": "at_step"})
     result = run_script("tools/plot.py", str(tmp_path / "r"), "--published", bad, "--no-figure")
     assert one_error_line(result) and "published" in result.stderr
+
+
+def test_one_algorithm_without_reference_returns_has_no_iqm_and_few_evaluations_are_said(tmp_path):
+    write_run(tmp_path, "ppo", "Hopper-v4", 0, [0, 100, 200], [0.0, 50.0, 90.0], total=200)
+    runs = plot.find_runs([str(tmp_path)], warn=lambda m: None)
+    summary = plot.summarize(runs, 10, 100, np.random.default_rng(0))
+    assert summary["aggregate"] == [] and summary["methods"]["Hopper-v4"].startswith("none: one algorithm")
+    text = plot.format_tables(summary, 10)
+    assert "None: no environment has a normalization" in text and "| ppo | 100.0 |" not in text
+    assert "1 run(s) have no more than 10 evaluations" in text
+    # With reference returns the one algorithm is normalized against them.
+    summary = plot.summarize(runs, 10, 100, np.random.default_rng(0), normalize="d4rl")
+    lo, hi = plot.D4RL_REF_RETURNS["hopper"]
+    assert summary["aggregate"][0]["iqm"] == pytest.approx(100 * (np.mean([0, 50, 90]) - lo) / (hi - lo))

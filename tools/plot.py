@@ -310,6 +310,8 @@ def summarize(runs, last: int, reps: int, rng: np.random.Generator, normalize=No
             methods[env] = f"{ref_name}: min {ref[0]:g}, max {ref[1]:g}"
             for label, (_, scores) in finals.items():
                 normalized[(env, label)] = 100.0 * (scores - ref[0]) / (ref[1] - ref[0])
+        elif len(finals) < 2:  # its own best final mean would be 100 by definition
+            methods[env] = ("none: one algorithm and no reference returns (pass --normalize), left out of the IQM")
         else:
             r0 = float(np.mean([r.returns[0] for r in env_runs]))
             best_label, best = max(((label, s.mean()) for label, (_, s) in finals.items()), key=lambda x: x[1])
@@ -328,7 +330,8 @@ def summarize(runs, last: int, reps: int, rng: np.random.Generator, normalize=No
         point, low, high = stratified_bootstrap_iqm(per_env, reps, rng)
         aggregate.append({"algo": label, "iqm": point, "low": low, "high": high, "envs": len(per_env),
                           "runs": sum(len(s) for s in per_env)})
-    return {"rows": rows, "aggregate": aggregate, "methods": methods, "normalized": normalized}
+    few = sum(len(r.steps) <= last for r in runs)
+    return {"rows": rows, "aggregate": aggregate, "methods": methods, "normalized": normalized, "few": few}
 
 
 def format_tables(summary, last: int) -> str:
@@ -341,9 +344,15 @@ def format_tables(summary, last: int) -> str:
         lo, hi = row["steps"]
         steps = f"{lo}" if lo == hi else f"{lo}-{hi}"
         lines.append(f"| {row['env']} | {row['algo']} | {row['mean']:.1f} | {ci} | {seeds} | {steps} |")
+    if summary.get("few"):
+        lines += ["", f"Note: {summary['few']} run(s) have no more than {last} evaluations: their final score averages "
+                      "all of them, step 0 included (--last sets how many)."]
     lines += ["", "## Across environments: IQM of normalized scores (0 = reference min, 100 = reference max; "
-              "95% stratified bootstrap CI)", "",
-              "| algorithm | IQM | 95% CI | envs | runs |", "|---|---|---|---|---|"]
+              "95% stratified bootstrap CI)", ""]
+    if summary["aggregate"]:
+        lines += ["| algorithm | IQM | 95% CI | envs | runs |", "|---|---|---|---|---|"]
+    else:
+        lines.append("None: no environment has a normalization (see below).")
     for row in summary["aggregate"]:
         lines.append(f"| {row['algo']} | {row['iqm']:.1f} | [{row['low']:.1f}, {row['high']:.1f}] | "
                      f"{row['envs']} | {row['runs']} |")
