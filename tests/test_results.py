@@ -37,6 +37,10 @@ def test_committed_suite_is_sound(path):
         assert os.path.isfile(os.path.join(path, "curves.png"))
 
 
+def test_the_readme_shows_what_the_store_holds():
+    assert results.readme_block() == results.readme_section(), "python tools/results.py readme --write"
+
+
 def test_published_numbers_name_their_sources():
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import plot

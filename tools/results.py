@@ -3,6 +3,7 @@
     python tools/results.py collect ~/campaign/runs/ppo-1m benchmarks/results/ppo-1m
     python tools/results.py check                      # every suite under benchmarks/results
     python tools/results.py check benchmarks/results/td7-300k --complete
+    python tools/results.py readme [--write]          # the README's results section, from the store
 
 A suite is a folder <store>/<suite>/ holding suite.json,
     {"sweeps": ["python tools/sweep.py --algos ... -- --total-timesteps 300000", ...],
@@ -24,6 +25,11 @@ default (but the run folder), the suite's thread count and one of its commits; i
 scripts' header, exactly the evaluation steps of the schedule from step 0 to the end of the run, eval_episodes
 returns in each row, and the mean and standard deviation of those returns in its columns. --complete also
 requires every run of every sweep to be there. Exit status 1 when a check fails, 2 on bad input.
+
+readme prints the README's results section, made from the store alone: for each suite (in its "order"), its
+"title", how many of its runs are in, its figure and the table of our scores beside the published numbers (the
+first table of its table.md); --write puts it into README.md between the two marker lines. tests/test_results.py
+fails when the README's section is not what this makes.
 """
 
 import argparse
@@ -63,6 +69,7 @@ class Suite:
             with open(os.path.join(path, "suite.json")) as f:
                 spec = json.load(f)
             self.commands, self.threads, self.commits = spec["sweeps"], int(spec["torch_threads"]), spec["commits"]
+            self.title, self.order = spec.get("title", self.name), spec.get("order", 0)
             self.cells = {}  # (algo, env, seed) -> the arguments after `--` of its sweep
             for command in self.commands:
                 words = shlex.split(command)
@@ -291,6 +298,50 @@ def collect(source: str, suite: Suite, say=print) -> int:
     return copied
 
 
+README = os.path.join(ROOT, "README.md")
+BEGIN, END = "<!-- results store: begin (python tools/results.py readme --write) -->", "<!-- results store: end -->"
+
+
+def readme_section(store: str = STORE) -> str:
+    """The README's results section: each suite's title, runs in, figure and comparison table; then the sources."""
+    lines, sources = [], []
+    suites = sorted((Suite(path) for path in suites_under(store)), key=lambda suite: (suite.order, suite.name))
+    for suite in suites:
+        runs = sum(os.path.isdir(suite.run_dir(*cell)) for cell in suite.cells)
+        rel = os.path.relpath(suite.path, ROOT)
+        lines += [f"**{suite.title}** (`{rel}`): {runs} of {len(suite.cells)} runs in"
+                  + (" so far." if runs < len(suite.cells) else ".")]
+        if runs:
+            with open(os.path.join(suite.path, "table.md")) as f:
+                table = f.read().split("\n\n## ")[0].split("\n\n")
+            rows, notes = table[1], table[2] if len(table) > 2 else ""
+            lines += ["", f"![{suite.name}]({rel}/curves.png)", "", rows]
+            sources += [line for line in notes.splitlines()[1:] if line not in sources]
+        lines.append("")
+    if sources:
+        lines += ["Ours: the mean over seeds with a Student-t 95% confidence interval, each seed's score computed as "
+                  "the source computes its own. Sources:"] + sources
+    return "\n".join(lines).strip() + "\n"
+
+
+def write_readme(section: str, path: str = README):
+    with open(path) as f:
+        text = f.read()
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise UsageError(f"{path} needs one line {BEGIN} and one line {END}")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + section + END + tail)
+
+
+def readme_block(path: str = README) -> str:
+    """The README's current results section (between the markers)."""
+    with open(path) as f:
+        text = f.read()
+    return text.split(BEGIN, 1)[1].split(END, 1)[0][1:] if BEGIN in text and END in text else ""
+
+
 def suites_under(store: str) -> list:
     return [os.path.join(store, name) for name in sorted(os.listdir(store))
             if os.path.isfile(os.path.join(store, name, "suite.json"))]
@@ -306,7 +357,16 @@ def main(argv=None) -> int:
     k = sub.add_parser("check", help="check suites (default: every suite of benchmarks/results)")
     k.add_argument("suites", nargs="*", help="suite folders")
     k.add_argument("--complete", action="store_true", help="also require every run of every sweep")
+    r = sub.add_parser("readme", help="print the README's results section, made from the store")
+    r.add_argument("--write", action="store_true", help="put it into README.md between its marker lines")
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        section = readme_section()
+        if args.write:
+            write_readme(section)
+        else:
+            print(section, end="")
+        return 0
     if args.command == "collect":
         if not os.path.isdir(args.source):
             raise UsageError(f"{args.source} is not a directory")
