@@ -499,13 +499,18 @@ def versions() -> dict:
     import mujoco  # noqa: F401 (imported by gymnasium's MuJoCo environments anyway)
 
     try:
-        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
+        here = os.path.dirname(os.path.abspath(__file__))
+        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True, cwd=here,
+                             timeout=5)
         commit = git.stdout.strip() if git.returncode == 0 else None
+        # Whether tracked files differ from that commit: then the commit alone does not say what ran.
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, cwd=here, timeout=5)
+        dirty = bool(status.stdout.strip()) if commit and status.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        commit = dirty = None
     return {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
-            "mujoco": mujoco.__version__, "numpy": np.__version__, "git_commit": commit}
+            "mujoco": mujoco.__version__, "numpy": np.__version__, "git_commit": commit, "git_dirty": dirty}
 
 
 class RunLogger:

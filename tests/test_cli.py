@@ -3,10 +3,11 @@
 import csv
 import json
 import os
+import sys
 
 import pytest
 
-from conftest import one_error_line, run_script
+from conftest import ROOT, one_error_line, run_script
 
 SCRIPTS = ["td3.py", "td7.py", "sac.py", "ddpg.py"]
 
@@ -24,7 +25,7 @@ def test_short_run_writes_the_run_folder_and_eval_only_reads_it(script, tmp_path
     path = tmp_path / folder
     config = json.loads((path / "config.json").read_text())
     assert config["env"] == "Pendulum-v1" and config["algo"] == algo and config["batch_size"] == 32
-    assert {"torch", "gymnasium", "mujoco", "numpy", "python", "git_commit", "device"} <= set(config)
+    assert {"torch", "gymnasium", "mujoco", "numpy", "python", "git_commit", "git_dirty", "device"} <= set(config)
     with open(path / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [0, 200, 400, 450]  # every eval_freq steps, and the final policy
@@ -113,3 +114,32 @@ def test_a_folder_of_runs_or_a_run_without_the_file_is_said_so(tmp_path):
 def test_help_names_what_the_path_flags_take():
     result = run_script("td3.py", "--help", extra_env={"COLUMNS": "200"})
     assert result.returncode == 0 and "--resume RUN_DIR" in result.stdout and "--eval-only PATH" in result.stdout
+
+
+def test_config_says_whether_the_work_tree_differed_from_its_commit(tmp_path):
+    """git_commit alone does not say what ran when tracked files were edited: git_dirty does (untracked files, such
+    as run folders, do not count)."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    for name in ("td3.py", "lap_buffer.py"):
+        shutil.copy(os.path.join(ROOT, name), tmp_path / name)
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,  # noqa
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    git("add", "td3.py", "lap_buffer.py")
+    git("commit", "-q", "-m", "x")
+    spec = importlib.util.spec_from_file_location("td3_in_a_repo", tmp_path / "td3.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "notes.txt").write_text("untracked")
+    clean = module.versions()
+    assert len(clean["git_commit"]) == 40 and clean["git_dirty"] is False
+    with open(tmp_path / "lap_buffer.py", "a") as f:
+        f.write("# an edit\n")
+    assert module.versions()["git_dirty"] is True

@@ -174,7 +174,7 @@ def find_runs(roots, group_by=(), warn=print):
 # Config keys that do not change what a run learns (where it ran, how it was watched, library versions).
 NOT_SETTINGS = {"run_dir", "torch_threads", "device", "resume", "save_model", "eval_only", "no_progress", "progress",
                 "track", "capture_video", "video_every", "wandb_project", "wandb_entity", "python", "torch",
-                "gymnasium", "mujoco", "numpy", "git_commit", "compile", "cudagraphs"}
+                "gymnasium", "mujoco", "numpy", "git_commit", "git_dirty", "compile", "cudagraphs"}
 
 
 def settings_diff(a: dict, b: dict) -> str:

@@ -21,7 +21,8 @@ nothing to do; other files: said, and left as they are).
 check verifies, for every suite: suite.json and its sweep commands parse; nothing but the files above is in the
 suite; each run belongs to the grid of a sweep; its config matches that sweep's command: the environment and
 seed of its cell, the arguments after `--`, every other hyperparameter and harness flag at the script's
-default (but the run folder), the suite's thread count and one of its commits; its evaluations.csv has the
+default (but the run folder), the suite's thread count and one of its commits, from a clean work tree (no
+git_dirty); its evaluations.csv has the
 scripts' header, exactly the evaluation steps of the schedule from step 0 to the end of the run, eval_episodes
 returns in each row, and the mean and standard deviation of those returns in its columns. --complete also
 requires every run of every sweep to be there. Exit status 1 when a check fails, 2 on bad input.
@@ -144,6 +145,8 @@ def config_problems(suite: Suite, algo: str, env: str, seed: int, config: dict) 
             problems.append(f"{key} is {config.get(key)!r}, not {wanted!r}")
     if config.get("git_commit") not in suite.commits:
         problems.append(f"git_commit {config.get('git_commit')!r} is not one of the suite's commits")
+    if config.get("git_dirty"):
+        problems.append("git_dirty: it ran from a work tree whose tracked files differed from its commit")
     module = script(algo)
     defaults = asdict(module.Args())
     run_defaults = defaults.pop("run")
