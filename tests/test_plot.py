@@ -275,3 +275,17 @@ def test_one_algorithm_without_reference_returns_has_no_iqm_and_few_evaluations_
     summary = plot.summarize(runs, 10, 100, np.random.default_rng(0), normalize="d4rl")
     lo, hi = plot.D4RL_REF_RETURNS["hopper"]
     assert summary["aggregate"][0]["iqm"] == pytest.approx(100 * (np.mean([0, 50, 90]) - lo) / (hi - lo))
+
+
+def test_a_reader_that_goes_away_costs_nothing(runs_root, tmp_path):
+    """`python tools/plot.py runs | head`: no traceback, and the figure is still written."""
+    import subprocess
+
+    pytest.importorskip("matplotlib")
+    root, _ = runs_root
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "plot.py"), str(root), "--reps", "50",
+                             "--out", str(tmp_path / "fig")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()  # the reader is gone before the first line
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and b"Traceback" not in err, err
+    assert (tmp_path / "fig.png").is_file()

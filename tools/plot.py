@@ -66,6 +66,15 @@ class UsageError(Exception):
     """Bad input: one line on stderr, exit status 2."""
 
 
+def say(text: str = "", end: str = "\n"):
+    """print() to stdout; a reader that went away (`| head`) costs nothing: the rest goes to /dev/null, the files are
+    still written."""
+    try:
+        print(text, end=end, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading run folders
 
@@ -575,7 +584,7 @@ def main(argv=None) -> int:
     comparison = format_published(compare_published(runs, published))
     if comparison:
         text = comparison + "\n" + text
-    print(text, end="")
+    say(text, end="")
     table = args.table or (os.path.join(args.roots[0], "table.md") if suite else None)
     if table:
         with open(table, "w") as f:
@@ -584,7 +593,7 @@ def main(argv=None) -> int:
         out = args.out or os.path.join(args.roots[0], "curves")
         formats = args.formats or (["png"] if suite else ["png", "pdf"])
         paths = plot(runs, out, args.reps, np.random.default_rng(args.seed + 1), args.title, published, formats)
-        print(f"\nfigures: {', '.join(paths)}" + (f"; tables: {table}" if table else ""))
+        say(f"\nfigures: {', '.join(paths)}" + (f"; tables: {table}" if table else ""))
     return 0
 
 

@@ -47,7 +47,7 @@ from dataclasses import asdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE = os.path.join(ROOT, "benchmarks", "results")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tools")]  # the scripts (and their lap_buffer), and sweep.py
 import sweep  # noqa: E402
 
 RUN_FILES = ("config.json", "evaluations.csv")
@@ -57,6 +57,15 @@ HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
 
 class UsageError(Exception):
     """Bad input: one line on stderr, exit status 2."""
+
+
+def say(text: str = "", end: str = "\n"):
+    """print() to stdout; a reader that went away (`| head`) costs nothing: the rest goes to /dev/null, the files are
+    still written."""
+    try:
+        print(text, end=end, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +271,7 @@ def check(suite: Suite, complete: bool = False) -> list:
 # collect
 
 
-def collect(source: str, suite: Suite, say=print) -> int:
+def collect(source: str, suite: Suite, say=say) -> int:
     """Copies the finished runs under source into the suite; the number copied."""
     copied = 0
     for dirpath, dirnames, filenames in os.walk(source):
@@ -368,13 +377,13 @@ def main(argv=None) -> int:
         if args.write:
             write_readme(section)
         else:
-            print(section, end="")
+            say(section, end="")
         return 0
     if args.command == "collect":
         if not os.path.isdir(args.source):
             raise UsageError(f"{args.source} is not a directory")
-        count = collect(args.source, Suite(args.suite))
-        print(f"{count} run(s) copied into {args.suite}")
+        count = collect(args.source, Suite(args.suite), say)
+        say(f"{count} run(s) copied into {args.suite}")
         return 0
     paths = args.suites or suites_under(STORE)
     if not paths:
@@ -384,10 +393,10 @@ def main(argv=None) -> int:
         suite = Suite(path)
         problems = check(suite, args.complete)
         runs = sum(os.path.isdir(suite.run_dir(*cell)) for cell in suite.cells)
-        print(f"{suite.name}: {runs} of {len(suite.cells)} runs, " + ("ok" if not problems else
+        say(f"{suite.name}: {runs} of {len(suite.cells)} runs, " + ("ok" if not problems else
                                                                        f"{len(problems)} problem(s)"))
         for problem in problems:
-            print(f"  {problem}")
+            say(f"  {problem}")
         failed |= bool(problems)
     return 1 if failed else 0
 
