@@ -57,6 +57,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sweep import report as say  # noqa: E402  (a line of output; a reader that went away costs nothing)
+
 # D4RL's reference returns (random, expert), the same as td3_bc.py and td7.py use for the normalized score.
 D4RL_REF_RETURNS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
                     "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
@@ -65,14 +68,6 @@ D4RL_REF_RETURNS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305
 class UsageError(Exception):
     """Bad input: one line on stderr, exit status 2."""
 
-
-def say(text: str = "", end: str = "\n"):
-    """print() to stdout; a reader that went away (`| head`) costs nothing: the rest goes to /dev/null, the files are
-    still written."""
-    try:
-        print(text, end=end, flush=True)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,7 +579,7 @@ def main(argv=None) -> int:
     comparison = format_published(compare_published(runs, published))
     if comparison:
         text = comparison + "\n" + text
-    say(text, end="")
+    say(text.rstrip("\n"))
     table = args.table or (os.path.join(args.roots[0], "table.md") if suite else None)
     if table:
         with open(table, "w") as f:

@@ -49,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE = os.path.join(ROOT, "benchmarks", "results")
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tools")]  # the scripts (and their lap_buffer), and sweep.py
 import sweep  # noqa: E402
+from sweep import report as say  # noqa: E402  (a line of output; a reader that went away costs nothing)
 
 RUN_FILES = ("config.json", "evaluations.csv")
 SUITE_FILES = ("suite.json", "curves.png", "table.md")
@@ -57,15 +58,6 @@ HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
 
 class UsageError(Exception):
     """Bad input: one line on stderr, exit status 2."""
-
-
-def say(text: str = "", end: str = "\n"):
-    """print() to stdout; a reader that went away (`| head`) costs nothing: the rest goes to /dev/null, the files are
-    still written."""
-    try:
-        print(text, end=end, flush=True)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +369,7 @@ def main(argv=None) -> int:
         if args.write:
             write_readme(section)
         else:
-            say(section, end="")
+            say(section.rstrip("\n"))
         return 0
     if args.command == "collect":
         if not os.path.isdir(args.source):
