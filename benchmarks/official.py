@@ -79,6 +79,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import platform
 import subprocess
@@ -433,18 +434,21 @@ def paired_parameters(algo: str, name: str, ours: torch.nn.Module, theirs: torch
 
 class Worst:
     """The largest difference over a series of tensors: max |a - b|, and the largest of max |a - b| / max(1, max |b|)
-    with where it was seen; first: where that exceeded F32_TOL first (the series are in step order)."""
+    with where it was seen; first: where that exceeded F32_TOL first (the series are in step order). A value that is
+    not finite counts as an infinite difference; python floats are read as float64, not float32."""
 
     def __init__(self):
         self.diff, self.scaled, self.where, self.first = 0.0, 0.0, "-", None
 
     def add(self, a, b, where: str):
-        a = torch.as_tensor(a).detach().double().reshape(-1)
-        b = torch.as_tensor(b).detach().double().reshape(-1)
+        a, b = ((x.detach() if torch.is_tensor(x) else torch.from_numpy(np.asarray(x, np.float64))).double().reshape(-1)
+                for x in (a, b))
         if a.shape != b.shape:
             raise Mismatch(f"{where}: shapes {tuple(a.shape)} and {tuple(b.shape)}")
         diff = (a - b).abs().max().item() if len(a) else 0.0
         scaled = diff / max(1.0, b.abs().max().item() if len(b) else 0.0)
+        if not (math.isfinite(diff) and math.isfinite(scaled)):
+            diff = scaled = math.inf
         if scaled > self.scaled or self.where == "-":
             self.scaled, self.where = scaled, where
         if scaled > F32_TOL and self.first is None:
@@ -453,10 +457,10 @@ class Worst:
         return self
 
 
-def differences(x: dict, y: dict) -> dict:
+def differences(x: dict, y: dict, columns=COLUMNS) -> dict:
     """Worst per column between two sides' records (the same labels in the same order)."""
     worst = {}
-    for column in COLUMNS:
+    for column in columns:
         worst[column] = Worst()
         for (label, a), (other, b) in zip(x[column], y[column], strict=True):
             assert label == other, (label, other)

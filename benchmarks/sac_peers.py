@@ -79,7 +79,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sac  # noqa: E402
-from benchmarks.official import Parser, default_dtype, git_commit  # noqa: E402 (helpers shared with official.py)
+# official.py's comparison helpers, shared
+from benchmarks.official import Mismatch, Parser, Worst, default_dtype, differences, git_commit  # noqa: E402
 
 STATE_DIM, ACTION_DIM = 17, 6  # HalfCheetah's shapes; its actions are in [-1, 1]
 BATCH_SIZE = 256  # ours, SB3's default
@@ -98,42 +99,6 @@ SB3_LAYERS = {"actor": {"l1": "latent_pi.0", "l2": "latent_pi.2", "mean": "mu", 
 SPINUP_LAYERS = {"actor": {"l1": "net.0", "l2": "net.2", "mean": "mu_layer", "log_std": "log_std_layer"},
                  "critic": {"l1": ("q1.q.0", "q2.q.0"), "l2": ("q1.q.2", "q2.q.2"), "l3": ("q1.q.4", "q2.q.4")}}
 SPINUP_FILES = ("spinup/algos/pytorch/sac/core.py", "spinup/algos/pytorch/sac/sac.py")
-
-
-class Mismatch(Exception):
-    """A difference that is not rounding: structure, hyperparameters, random draws, losses."""
-
-
-class Worst:
-    """The largest difference over a series of tensor pairs: max |a - b|, and the largest max |a - b| / max(1, max |b|)
-    with where it was seen (b is the peer's)."""
-
-    def __init__(self):
-        self.diff, self.scaled, self.where = 0.0, 0.0, "-"
-
-    def add(self, a, b, where: str):
-        a = torch.as_tensor(a).detach().double().reshape(-1)
-        b = torch.as_tensor(b).detach().double().reshape(-1)
-        if a.shape != b.shape:
-            raise Mismatch(f"{where}: shapes {tuple(a.shape)} and {tuple(b.shape)}")
-        diff = (a - b).abs().max().item()
-        scaled = diff / max(1.0, b.abs().max().item())
-        if not math.isfinite(diff):
-            diff = scaled = math.inf
-        if scaled > self.scaled or self.where == "-":
-            self.scaled, self.where = scaled, where
-        self.diff = max(self.diff, diff)
-
-
-def differences(x: dict, y: dict) -> dict:
-    """Worst per column between two records (the same labels in the same order)."""
-    worst = {}
-    for column in COLUMNS:
-        worst[column] = Worst()
-        for (label, a), (other, b) in zip(x[column], y[column], strict=True):
-            assert label == other, (label, other)
-            worst[column].add(a, b, label)
-    return worst
 
 
 @contextlib.contextmanager
@@ -551,8 +516,8 @@ def check_peer(make_peer, steps: int, effects: dict = None) -> dict:
     except Mismatch as e:
         return result | {"mismatch": str(e), "ok": False}
     rec32, rec64 = run32["records"], run64["records"]
-    d32, d64 = differences(rec32["ours"], rec32["peer"]), differences(rec64["ours"], rec64["peer"])
-    own = {side: differences(rec32[side], rec64[side]) for side in ("ours", "peer")}
+    d32, d64 = differences(rec32["ours"], rec32["peer"], COLUMNS), differences(rec64["ours"], rec64["peer"], COLUMNS)
+    own = {side: differences(rec32[side], rec64[side], COLUMNS) for side in ("ours", "peer")}
     verdict = {}
     for column in COLUMNS:
         floor = own["ours"][column].diff + own["peer"][column].diff + d64[column].diff
@@ -566,7 +531,7 @@ def check_peer(make_peer, steps: int, effects: dict = None) -> dict:
         except Mismatch as e:
             result["effects"][name] = str(e)
             continue
-        result["effects"][name] = {"d": differences(run["records"]["ours"], run["records"]["peer"]),
+        result["effects"][name] = {"d": differences(run["records"]["ours"], run["records"]["peer"], COLUMNS),
                                    "params_any": run["params_any"]}
     return result
 
