@@ -131,6 +131,12 @@ class Critic(nn.Module):
         q = F.relu(self.l2(q))
         return self.l3(q).squeeze(2).t()  # (B, 2): Q1, Q2
 
+    def Q1(self, state, action):
+        """Q1 alone, on the first twin's weights (the actor's objective, as the official Critic.Q1)."""
+        q = F.relu(torch.addmm(self.l1.bias[0], torch.cat([state, action], 1), self.l1.weight[0]))
+        q = F.relu(torch.addmm(self.l2.bias[0], q, self.l2.weight[0]))
+        return torch.addmm(self.l3.bias[0], q, self.l3.weight[0])
+
 
 def LAP_huber(x, min_priority=1.0):
     """LAP's Huber loss on |TD errors| x of shape (B, 2): summed over the twins, averaged over the batch."""
@@ -206,7 +212,7 @@ class Agent:
         # Delayed actor and target updates.
         if self.training_steps % args.policy_freq == 0:
             self.critic.requires_grad_(False)  # the actor's gradient needs no critic weight gradients
-            actor_loss = -self.critic(state, self.actor(state))[:, :1].mean()  # Q1 only
+            actor_loss = -self.critic.Q1(state, self.actor(state)).mean()
             self.critic.requires_grad_(True)
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()

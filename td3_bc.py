@@ -140,6 +140,12 @@ class Critic(nn.Module):
         q = F.relu(self.l2(q))
         return self.l3(q).squeeze(2).t()  # (B, 2): Q1, Q2
 
+    def Q1(self, state, action):
+        """Q1 alone, on the first twin's weights (the actor's objective, as the official Critic.Q1)."""
+        q = F.relu(torch.addmm(self.l1.bias[0], torch.cat([state, action], 1), self.l1.weight[0]))
+        q = F.relu(torch.addmm(self.l2.bias[0], q, self.l2.weight[0]))
+        return torch.addmm(self.l3.bias[0], q, self.l3.weight[0])
+
 
 class Agent:
     def __init__(self, state_dim, action_dim, args: Args, device):
@@ -218,7 +224,7 @@ class Agent:
         if self.training_steps % args.policy_freq == 0:
             self.critic.requires_grad_(False)  # the actor's gradient needs no critic weight gradients
             pi = self.actor(state)
-            Q = self.critic(state, pi)[:, :1]  # Q1 only
+            Q = self.critic.Q1(state, pi)
             self.critic.requires_grad_(True)
             # TD3+BC: Q scaled by alpha over its mean magnitude (a constant), plus behaviour cloning.
             lmbda = args.alpha / Q.abs().mean().detach()

@@ -20,6 +20,7 @@ def head(i, x, layers, activation, first_norm=None, embeddings=None):
 
 @pytest.mark.parametrize("script", ["td3", "sac", "td3_bc", "td7"])
 def test_each_twin_is_its_own_network(script):
+    """Each twin is computed from its own slice of the stacked parameters (and td3's Q1 from the first alone)."""
     module = importlib.import_module(script)
     torch.manual_seed(0)
     s, a = torch.randn(5, 3), torch.randn(5, 2)
@@ -36,6 +37,8 @@ def test_each_twin_is_its_own_network(script):
     assert Q.shape == (5, 2)
     torch.testing.assert_close(Q, torch.stack(expected, 1))
     assert (Q[:, 0] - Q[:, 1]).abs().min() > 1e-4  # initialized independently
+    if hasattr(critic, "Q1"):  # td3, td3_bc: the actor's objective computes the first twin alone
+        torch.testing.assert_close(critic.Q1(s, a), expected[0].unsqueeze(1))
 
 
 def test_twin_layers_are_initialized_like_nn_linear():
