@@ -181,9 +181,46 @@ def test_collect_never_overwrites_another_run(small_campaign, tmp_path):
     assert open(path).read() == before and any("already holds another run" in line for line in said)
 
 
+def change_a_return(text, row):
+    """evaluations.csv with the last return of a row 0.001 higher (its mean moves by less than the check sees)."""
+    lines = text.splitlines()
+    cells = lines[row].split(",")
+    returns = cells[4].split()
+    returns[-1] = f"{float(returns[-1]) + 0.001:.3f}"
+    lines[row] = ",".join(cells[:4] + [" ".join(returns)])
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("algo,until,steps", [("td3", 500, [0, 250, 500]), ("ppo", 1536, [0, 1536])])
+def test_verify_reruns_a_stored_run_and_finds_a_changed_return(small_campaign, tmp_path, algo, until, steps):
+    runs, suite = fresh_copy(small_campaign, tmp_path)
+    results.collect(str(runs), suite, lambda line: None)
+    run = suite.run_dir(algo, "Pendulum-v1", 1)
+    said = []
+    assert results.verify(run, until, source=ROOT, say=said.append), said
+    assert [int(line.split()[1][:-1]) for line in said if "the same" in line] == steps
+    damage(os.path.join(run, "evaluations.csv"), lambda t: change_a_return(t, 2))
+    said = []
+    assert not results.verify(run, until, source=ROOT, say=said.append)
+    assert f"step {steps[1]}: DIFFERENT" in said[-1] and sum("the same" in line for line in said) == 1
+
+
+def test_verify_clones_the_runs_commit(small_campaign, tmp_path):
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                            cwd=ROOT)
+    if status.returncode != 0 or status.stdout.strip():
+        pytest.skip("the work tree that made the small campaign differs from its commit (CI runs a clean clone)")
+    runs, suite = fresh_copy(small_campaign, tmp_path)
+    results.collect(str(runs), suite, lambda line: None)
+    result = run_script("tools/results.py", "verify", suite.run_dir("td3", "Pendulum-v1", 0), "--until", "250")
+    assert result.returncode == 0 and f"at {head_commit()[:7]}" in result.stdout, result.stdout + result.stderr
+    assert result.stdout.count("the same") == 2
+
+
 def test_bad_input_is_one_line(tmp_path):
     (tmp_path / "suite.json").write_text('{"sweeps": ["python other.py"], "torch_threads": 1, "commits": []}')
-    for args in (["check", str(tmp_path)], ["collect", str(tmp_path / "missing"), str(tmp_path)]):
+    for args in (["check", str(tmp_path)], ["collect", str(tmp_path / "missing"), str(tmp_path)],
+                 ["verify", str(tmp_path)], ["verify", str(tmp_path), "--until", "-5"]):
         result = run_script("tools/results.py", *args)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "error" in lines[0], result.stderr

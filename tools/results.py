@@ -4,6 +4,7 @@
     python tools/results.py check                      # every suite under benchmarks/results
     python tools/results.py check benchmarks/results/td7-300k --complete
     python tools/results.py readme [--write]          # the README's results section, from the store
+    python tools/results.py verify benchmarks/results/td7-300k/td7/HalfCheetah-v4/seed0 [--until 30000]
 
 A suite is a folder <store>/<suite>/ holding suite.json,
     {"sweeps": ["python tools/sweep.py --algos ... -- --total-timesteps 300000", ...],
@@ -27,6 +28,12 @@ scripts' header, exactly the evaluation steps of the schedule from step 0 to the
 returns in each row, and the mean and standard deviation of those returns in its columns. --complete also
 requires every run of every sweep to be there. Exit status 1 when a check fails, 2 on bad input.
 
+verify runs a stored run again, from a clean clone of its commit with its suite's command (--source DIR: from
+that checkout instead, commit unchecked), until its evaluation at --until, and compares each evaluation as it
+comes (step, mean, standard deviation and every return; not the wall time) with the stored one: the scripts are
+deterministic on the CPU, so a run's evaluations are reproducible on a machine like the one that made them (the
+same torch and library versions; config.json records them). Exit status 1 at the first difference.
+
 readme prints the README's results section, made from the store alone: for each suite (in its "order"), its
 "title", how many of its runs are in, its figure and the table of our scores beside the published numbers (the
 first table of its table.md); --write puts it into README.md between the two marker lines. tests/test_results.py
@@ -42,7 +49,11 @@ import math
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import asdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -302,6 +313,97 @@ def collect(source: str, suite: Suite, say=say) -> int:
     return copied
 
 
+# ---------------------------------------------------------------------------------------------
+# verify
+
+
+def stored_run(path: str):
+    """(suite, (algo, env, seed), config) of a run folder of the store, <suite>/<algo>/<env>/seed<k>."""
+    path = os.path.abspath(path)
+    seed_dir, env_dir, algo_dir = path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))
+    name = os.path.basename(seed_dir)
+    if not (name.startswith("seed") and name[4:].isdigit() and os.path.isfile(os.path.join(path, "config.json"))):
+        raise UsageError(f"{path} is not a run of the store (<suite>/<algo>/<env>/seed<k> with a config.json)")
+    suite = Suite(os.path.dirname(algo_dir))
+    cell = (os.path.basename(algo_dir), os.path.basename(env_dir), int(name[4:]))
+    if cell not in suite.cells:
+        raise UsageError(f"{cell[0]} {cell[1]} seed{cell[2]} is not in the grid of any sweep of {suite.name}")
+    with open(os.path.join(path, "config.json")) as f:
+        return suite, cell, json.load(f)
+
+
+def read_rows(path: str) -> list:
+    """The rows of an evaluations.csv as (step, mean, std, returns), the columns a rerun must reproduce."""
+    try:
+        with open(path, newline="") as f:
+            return [(int(r[0]), r[2], r[3], r[4]) for r in list(csv.reader(f))[1:] if len(r) == len(HEADER)]
+    except (OSError, ValueError):
+        return []
+
+
+def clean_clone(commit: str, dest: str):
+    """A clone of this repository at the commit (a run's git_commit)."""
+    for command in (["git", "clone", "-q", "--no-checkout", ROOT, dest], ["git", "-C", dest, "checkout", "-q", commit]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise UsageError(f"cannot check out commit {commit} of {ROOT}: {result.stderr.strip() or result.stdout}")
+
+
+def verify(path: str, until: int, source: str = None, say=say) -> bool:
+    """Runs a stored run again until its evaluation at step `until`; whether every evaluation up to there is the
+    stored one."""
+    suite, (algo, env, seed), config = stored_run(path)
+    stored = [row for row in read_rows(os.path.join(path, "evaluations.csv")) if row[0] <= until]
+    if not stored:
+        raise UsageError(f"{path}/evaluations.csv has no evaluation at or before step {until}")
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        commit = config.get("git_commit")
+        if source is None:
+            if not commit:
+                raise UsageError(f"{path}/config.json names no git_commit: pass --source")
+            source = os.path.join(tmp, "code")
+            clean_clone(commit, source)
+        elif not os.path.isfile(os.path.join(source, f"{algo}.py")):
+            raise UsageError(f"{source} holds no {algo}.py")
+        command = [sys.executable, f"{algo}.py", "--env", env, "--seed", str(seed), "--run-dir",
+                   os.path.join(tmp, "run"), *suite.cells[(algo, env, seed)]]
+        say(f"verify: {algo} {env} seed{seed} " + (f"at {commit[:7]}" if source.startswith(tmp) else
+            f"from {source} (its commit unchecked)") + f", until step {stored[-1][0]}: {shlex.join(command[1:])}")
+        with open(os.path.join(tmp, "log.txt"), "w") as log:
+            child = subprocess.Popen(command, cwd=source, stdout=log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        compared = 0
+        try:
+            while compared < len(stored):
+                done = child.poll() is not None
+                found = [os.path.join(d, "evaluations.csv") for d, _, files in os.walk(os.path.join(tmp, "run"))
+                         if "evaluations.csv" in files]
+                rows = read_rows(found[0]) if found else []
+                for row in rows[compared:len(stored)]:
+                    want = stored[compared]
+                    if row != want:
+                        say(f"  step {want[0]}: DIFFERENT: stored {want[1]} +- {want[2]} ({want[3]}), "
+                            f"rerun step {row[0]}: {row[1]} +- {row[2]} ({row[3]})")
+                        return False
+                    say(f"  step {row[0]}: the same ({row[1]} +- {row[2]}, {len(row[3].split())} returns)")
+                    compared += 1
+                if done and compared < len(stored):
+                    with open(os.path.join(tmp, "log.txt")) as f:
+                        tail = f.read().strip().splitlines()[-1:] or ["no output"]
+                    say(f"  the rerun stopped (exit status {child.returncode}) after {compared} evaluations: {tail[0]}")
+                    return False
+                time.sleep(0.5 if not done else 0)
+            return True
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # the scripts stop within one gradient step
+                try:
+                    child.wait(timeout=300)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
 README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- results store: begin (python tools/results.py readme --write) -->", "<!-- results store: end -->"
 
@@ -353,7 +455,7 @@ def suites_under(store: str) -> list:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="results.py", description="Copy finished runs into the results store "
-                                     "(collect) and check it (check).")
+                                     "(collect), check it (check), rerun a stored run (verify).")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="copy the finished runs under a sweep root into a suite")
     c.add_argument("source", help="a sweep's --root (or any folder holding run folders)")
@@ -363,7 +465,19 @@ def main(argv=None) -> int:
     k.add_argument("--complete", action="store_true", help="also require every run of every sweep")
     r = sub.add_parser("readme", help="print the README's results section, made from the store")
     r.add_argument("--write", action="store_true", help="put it into README.md between its marker lines")
+    v = sub.add_parser("verify", help="run a stored run again and compare its evaluations with the stored ones")
+    v.add_argument("run", help="a run of the store: <suite>/<algo>/<env>/seed<k>")
+    v.add_argument("--until", type=int, default=30000, metavar="STEP",
+                   help="compare the evaluations up to this step (default: 30000, the first 5000 learning steps of "
+                        "an off-policy run)")
+    v.add_argument("--source", metavar="DIR", help="run this checkout's script instead of a clone of the run's commit")
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        if args.until < 0:
+            raise UsageError(f"--until must be a step >= 0, not {args.until}")
+        same_run = verify(args.run, args.until, args.source)
+        say("verify: " + ("every evaluation compared is the stored one" if same_run else "the rerun differs"))
+        return 0 if same_run else 1
     if args.command == "readme":
         section = readme_section()
         if args.write:
