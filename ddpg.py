@@ -265,7 +265,7 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from types import SimpleNamespace
 from typing import Annotated, Optional
 
@@ -290,9 +290,9 @@ class RunFlags:
     """where the run folder goes"""
     save_model: bool = False
     """write model.pt (the agent's networks and optimizers) at each evaluation and at the end"""
-    eval_only: Annotated[Optional[str], tyro.conf.arg(metavar="PATH")] = None
+    eval_only: Annotated[Optional[str], tyro.conf.arg(metavar="PATH", help_behavior_hint="")] = None
     """evaluate a saved model.pt (or the run folder holding it) and exit"""
-    resume: Annotated[Optional[str], tyro.conf.arg(metavar="RUN_DIR")] = None
+    resume: Annotated[Optional[str], tyro.conf.arg(metavar="RUN_DIR", help_behavior_hint="")] = None
     """continue the stopped (or killed) run in this run folder exactly, from its last resumable state"""
     snapshot_every: float = 10.0
     """write the resumable state every this many minutes, so that a kill -9 loses at most that (0: only on a stop)"""
@@ -1189,6 +1189,9 @@ class Unbroken:
 def parse_args():
     """Args from the command line (tyro). Its errors (an unknown flag, a value of the wrong type) come as a box of
     lines; they are made one line too: the box's first paragraph, and the flags it suggests."""
+    for f in fields(Args):  # an optional text flag shows as STR in --help, not {None}|STR (default: None): its help
+        if f.type == Optional[str]:  # says what no value means
+            Args.__annotations__[f.name] = Annotated[f.type, tyro.conf.arg(metavar="STR", help_behavior_hint="")]
     text = io.StringIO()
     try:
         with contextlib.redirect_stderr(text):

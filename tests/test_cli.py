@@ -111,9 +111,14 @@ def test_a_folder_of_runs_or_a_run_without_the_file_is_said_so(tmp_path):
         assert one_error_line(result) and message in result.stderr, result.stderr
 
 
-def test_help_names_what_the_path_flags_take():
-    result = run_script("td3.py", "--help", extra_env={"COLUMNS": "200"})
+@pytest.mark.parametrize("script", ["td3.py", "td7.py", "td3_bc.py"])
+def test_help_names_what_the_path_flags_take(script):
+    result = run_script(script, "--help", extra_env={"COLUMNS": "200"})
     assert result.returncode == 0 and "--resume RUN_DIR" in result.stdout and "--eval-only PATH" in result.stdout
+    # An optional flag reads as its type, with its help saying what no value means: not {None}|STR (default: None).
+    assert "None" not in result.stdout, result.stdout
+    if script != "td3.py":
+        assert "--dataset STR" in result.stdout and "--env STR" in result.stdout
 
 
 def test_config_says_whether_the_work_tree_differed_from_its_commit(tmp_path):
