@@ -205,6 +205,22 @@ def test_verify_reruns_a_stored_run_and_finds_a_changed_return(small_campaign, t
     assert f"step {steps[1]}: DIFFERENT" in said[-1] and sum("the same" in line for line in said) == 1
 
 
+def test_verify_stops_its_rerun_on_a_stop_request(small_campaign, tmp_path):
+    import signal
+
+    runs, suite = fresh_copy(small_campaign, tmp_path)
+    results.collect(str(runs), suite, lambda line: None)
+    child = subprocess.Popen([sys.executable, "tools/results.py", "verify", suite.run_dir("td3", "Pendulum-v1", 0),
+                              "--until", "600", "--source", ROOT], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    first = child.stdout.readline()  # said once the rerun has started
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    folder = os.path.dirname(first.split("--run-dir ")[1].split()[0])
+    assert child.returncode == 130 and err.strip() == "results.py: interrupted", first + out + err
+    assert not os.path.exists(folder), "the rerun's folder is left behind"
+
+
 def test_verify_clones_the_runs_commit(small_campaign, tmp_path):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
                             cwd=ROOT)

@@ -349,6 +349,10 @@ def clean_clone(commit: str, dest: str):
             raise UsageError(f"cannot check out commit {commit} of {ROOT}: {result.stderr.strip() or result.stdout}")
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def verify(path: str, until: int, source: str = None, say=say) -> bool:
     """Runs a stored run again until its evaluation at step `until`; whether every evaluation up to there is the
     stored one."""
@@ -473,6 +477,7 @@ def main(argv=None) -> int:
     v.add_argument("--source", metavar="DIR", help="run this checkout's script instead of a clone of the run's commit")
     args = parser.parse_args(argv)
     if args.command == "verify":
+        signal.signal(signal.SIGTERM, interrupt)  # a stop request: the rerun is stopped and its folder removed
         if args.until < 0:
             raise UsageError(f"--until must be a step >= 0, not {args.until}")
         same_run = verify(args.run, args.until, args.source)
@@ -513,3 +518,6 @@ if __name__ == "__main__":
     except UsageError as e:
         print(f"results.py: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # verify's rerun gets the same Ctrl-C and stops within one gradient step
+        print("results.py: interrupted", file=sys.stderr)
+        sys.exit(130)
