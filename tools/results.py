@@ -430,7 +430,9 @@ def readme_section(store: str = STORE) -> str:
         lines.append("")
     if sources:
         lines += ["Ours: the mean over seeds with a Student-t 95% confidence interval, each seed's score computed as "
-                  "the source computes its own. Sources:"] + sources
+                  "the source computes its own. Where ours lies outside the published interval, "
+                  "[the store's README](benchmarks/results/README.md#reading-the-numbers-beside-the-published-ones) "
+                  "says why we think it does. Sources:"] + sources
     return "\n".join(lines).strip() + "\n"
 
 
