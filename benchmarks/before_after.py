@@ -42,19 +42,31 @@ def agent_of(module, n: int = 100_000):
     return agent
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--script", required=True, choices=["td3", "td7", "sac", "ddpg", "td3_bc"])
     parser.add_argument("--before", required=True, help="the script's file before the change")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--threads", type=positive, default=1)
+    parser.add_argument("--rounds", type=positive, default=10)
+    parser.add_argument("--steps", type=positive, default=200)
     args = parser.parse_args()
     if not os.path.isfile(args.before):
         parser.error(f"--before {args.before}: no such file")
     torch.set_num_threads(args.threads)
-    agents = {"before": agent_of(load("_before", args.before)),
-              "after": agent_of(load("_after", os.path.join(ROOT, f"{args.script}.py")))}
+    try:
+        before = load("_before", args.before)
+        if not hasattr(before, "Agent") or not hasattr(before, "Args"):
+            raise ValueError("it has no Agent and Args")
+    except Exception as e:  # any file: say why it is not a version of the script, in one line
+        parser.error(f"--before {args.before} is not a version of {args.script}.py ({type(e).__name__}: {e})")
+    agents = {"before": agent_of(before), "after": agent_of(load("_after", os.path.join(ROOT, f"{args.script}.py")))}
     best = dict.fromkeys(agents, 0.0)
     for r in range(args.rounds):
         for label in list(agents)[:: 1 if r % 2 == 0 else -1]:

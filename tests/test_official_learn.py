@@ -5,6 +5,7 @@ checkout named by TD3_PATH (skipped otherwise); bad input is one line."""
 import importlib.util
 import json
 import os
+import sys
 import types
 
 import gymnasium
@@ -51,7 +52,6 @@ def test_a_short_official_run_writes_evaluations_plot_reads(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["algo"] == "td3-official" and config["total_timesteps"] == 600 and config["eval_freq"] == 200
-    import sys
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import plot
 

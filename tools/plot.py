@@ -69,7 +69,6 @@ class UsageError(Exception):
     """Bad input: one line on stderr, exit status 2."""
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Reading run folders
 
