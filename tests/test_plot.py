@@ -1,5 +1,6 @@
 """tools/plot.py: run discovery, final-score table, bootstrap CIs, IQM, figures and bad input."""
 
+import importlib.util
 import json
 import os
 import re
@@ -222,6 +223,60 @@ def test_published_scores_and_t_interval_against_a_hand_computation(tmp_path):
     # The evaluations of the last 200 steps: 800, 900 and 1000.
     assert row["scores"] == pytest.approx([np.mean(seeds[s][8:]) for s in range(3)]) and row["where"] == "above"
     assert plot.t_interval([4.0]) == (4.0, 0.0)
+
+
+def log_episodes(path, episodes, purge_step=None):
+    """A TensorBoard log as the scripts' harness writes it: each episode's return and length at the step it ended;
+    a resumed run opens it with purge_step = its resumable step + 1."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(path), purge_step=purge_step)
+    for step, ret, length in episodes:
+        writer.add_scalar("train/episode_return", ret, step)
+        writer.add_scalar("train/episode_length", length, step)
+        writer.add_scalar("losses/critic", 0.5, step)
+    writer.close()
+
+
+def test_training_episodes_of_a_resumed_run_and_their_published_score(tmp_path):
+    pytest.importorskip("tensorboard")
+    import time
+
+    seeds = []
+    for s in range(2):
+        path = write_run(tmp_path / "runs", "ppo", "Hopper-v4", s, [0, 200, 500], [1.0, 2.0, 3.0], total=500)
+        # Killed after step 300, having logged 250 and 300 past its last resumable state (step 200) ...
+        log_episodes(path, [(100, 10.0 + s, 100), (150, 20.0, 50), (250, 999.0, 100), (300, 999.0, 50)])
+        time.sleep(1.1)  # a later process, a later log file (named by the second it was opened)
+        # ... and resumed there: what it logs replaces what the killed process logged after step 200.
+        log_episodes(path, [(250, 30.0, 100), (300, 40.0, 50), (500, 50.0 + s, 200)], purge_step=201)
+        seeds.append(path)
+    steps, returns, lengths = plot.read_episodes(str(seeds[1]))
+    assert steps.tolist() == [100, 150, 250, 300, 500] and returns.tolist() == [11.0, 20.0, 30.0, 40.0, 51.0]
+    assert lengths.tolist() == [100, 50, 100, 50, 200] and steps.tolist() == lengths.cumsum().tolist()
+    # An episodes.csv (the results store) is read first.
+    (seeds[1] / "episodes.csv").write_text("step,return,length\n100,1.5,100\n")
+    assert [a.tolist() for a in plot.read_episodes(str(seeds[1]))] == [[100], [1.5], [100]]
+    (seeds[1] / "episodes.csv").unlink()
+    runs = plot.find_runs([str(tmp_path / "runs")], warn=lambda m: None)
+    last = plot.load_published(published_file(tmp_path / "e.json", [
+        {"algo": "ppo", "env": "Hopper-v4", "step": 500, "mean": 40.0, "interval": 1.0}],
+        {"kind": "last_episodes", "episodes": 3}))
+    [row] = plot.compare_published(runs, last)
+    assert row["scores"] == pytest.approx([40.0, 40 + 1 / 3])  # (30 + 40 + 50 + s) / 3
+    assert row["where"] == "inside"
+    # The dashed curve of the figure: that score as training goes, at the evaluation steps, averaged over seeds.
+    # Step 0: no episode has ended; 200: (10 + s + 20) / 2; 500: the last three, (30 + 40 + 50 + s) / 3.
+    grid, mean = plot.training_curve(runs, 3)
+    assert grid.tolist() == [200, 500] and mean == pytest.approx([15.25, 40 + 1 / 6])
+    if importlib.util.find_spec("matplotlib"):
+        assert plot.plot(runs, str(tmp_path / "fig"), 20, np.random.default_rng(0), published=last, formats=("png",))
+    # A run without a log cannot be scored so: one line, not a silent gap.
+    for name in os.listdir(seeds[0]):
+        if name.startswith("events.out"):
+            os.remove(seeds[0] / name)
+    with pytest.raises(plot.UsageError, match="neither an episodes.csv nor a TensorBoard log"):
+        plot.compare_published(runs, last)
 
 
 def test_a_results_suite_gets_its_figure_table_and_published_points(tmp_path):

@@ -107,8 +107,15 @@ def test_collect_copies_the_finished_runs_and_check_passes(small_campaign, tmp_p
     said = []
     assert results.collect(str(runs), suite, said.append) == 4
     assert any("not finished" in line and "stopped" in line for line in said)
-    assert sorted(os.listdir(suite.run_dir("ppo", "Pendulum-v1", 1))) == ["config.json", "evaluations.csv"]
+    assert sorted(os.listdir(suite.run_dir("ppo", "Pendulum-v1", 1))) == ["config.json", "episodes.csv",
+                                                                          "evaluations.csv"]
     assert results.check(suite, complete=True) == []
+    # Its training episodes: Pendulum's 200 steps each, as many as ended in 600 (td3) and 2560 (ppo) steps.
+    for algo, ends in (("td3", [200, 400, 600]), ("ppo", list(range(200, 2561, 200)))):
+        with open(os.path.join(suite.run_dir(algo, "Pendulum-v1", 0), "episodes.csv")) as f:
+            rows = [line.split(",") for line in f.read().splitlines()]
+        assert rows[0] == ["step", "return", "length"] and [int(r[0]) for r in rows[1:]] == ends
+        assert all(r[2] == "200" and -2000 < float(r[1]) < 0 for r in rows[1:])
     # PPO's schedule: rollouts of 512 steps; the first that crosses 1500 ends at 1536; the end is 2560.
     with open(os.path.join(suite.run_dir("ppo", "Pendulum-v1", 0), "evaluations.csv")) as f:
         assert [int(line.split(",")[0]) for line in f.read().splitlines()[1:]] == [0, 1536, 2560]
@@ -145,6 +152,9 @@ def damage(path, edit):
     ("evaluations.csv", lambda t: "\n".join(t.splitlines()[:-1]) + "\n", "missing [600]"),
     ("evaluations.csv", lambda t: t.replace("\n250,", "\n251,"), "unexpected [251]"),
     ("evaluations.csv", lambda t: bump_first_mean(t), "are not those of its returns"),
+    ("episodes.csv", lambda t: "\n".join(t.splitlines()[:2] + t.splitlines()[3:]) + "\n", "missing or counted twice"),
+    ("episodes.csv", lambda t: t.replace("\n600,", "\n601,"), "not in order within 1..600"),
+    ("episodes.csv", lambda t: t.replace("step,return", "step,reward"), "no step,return,length header"),
 ])
 def test_check_finds_damage(small_campaign, tmp_path, what, edit, message):
     runs, suite = fresh_copy(small_campaign, tmp_path)
@@ -168,6 +178,20 @@ def test_check_finds_stray_files_and_cells(small_campaign, tmp_path):
     assert any("seed0 holds" in p and "events.out" in p for p in problems)
     assert any("seed7 is not in the grid" in p for p in problems)
     assert any("notes.txt does not belong" in p for p in problems)
+
+
+def test_collect_adds_the_episodes_of_a_run_stored_without_them(small_campaign, tmp_path):
+    runs, suite = fresh_copy(small_campaign, tmp_path)
+    results.collect(str(runs), suite, lambda line: None)
+    path = os.path.join(suite.run_dir("td3", "Pendulum-v1", 0), "episodes.csv")
+    before = open(path).read()
+    os.remove(path)
+    assert any("episodes.csv" in p for p in results.check(suite))
+    said = []
+    assert results.collect(str(runs), suite, said.append) == 0
+    assert open(path).read() == before and results.check(suite) == []
+    assert [line.split(":")[0] for line in said if line.startswith("added")] == [
+        "added the training episodes of td3 Pendulum-v1 seed0"]
 
 
 def test_collect_never_overwrites_another_run(small_campaign, tmp_path):

@@ -32,10 +32,15 @@ Published numbers (--published FILE, or a published.json in a root or its parent
 store benchmarks/results/): a JSON file {"sources": {name: {...}}, "numbers": [{algo, env, step, mean, interval,
 source}, ...]}, each source naming its citation, its protocol, the score it reports and what its interval is.
 Each number whose algorithm and environment have runs is marked on its panel at its step (a black-edged point
-with its interval), and a third table sets our score beside it, computed the way the source computes its own:
+with its interval; where the source scores training episodes, our runs' own score of that kind is drawn as it goes,
+dashed, beside the evaluation curve), and a third table sets our score beside it, computed the way the source
+computes its own:
   - "at_step": the evaluation at that step (e.g. the TD7 paper's Table 1 at 300k);
-  - "final_window" with "steps": W: the mean of the evaluations in the last W environment steps of the run (e.g.
-    CleanRL's mean of the last 100 training episodes, about the last 100k steps of a MuJoCo run);
+  - "final_window" with "steps": W: the mean of the evaluations in the last W environment steps of the run;
+  - "last_episodes" with "episodes": N: the mean return of the run's last N training episodes (CleanRL's score:
+    episodes of the exploring policy as it learns, not evaluations), read from the run folder's episodes.csv (the
+    results store) or else its TensorBoard log (train/episode_return and train/episode_length, which the scripts
+    log at the step each episode ends);
 then the mean over seeds with a Student-t 95% confidence interval (mean +- t(0.975, n - 1) s / sqrt(n), honest for
 3 seeds where a bootstrap interval is too narrow), each seed's score, and whether our mean lies inside, above or
 below the published mean +- interval.
@@ -102,6 +107,40 @@ def is_finished(config: dict, last_step: int) -> bool:
     if isinstance(freq, (int, float)) and 0 < freq <= total:
         return last_step >= (total // freq) * freq
     return last_step >= total
+
+
+def read_episodes(path: str):
+    """A run folder's training episodes as arrays (steps, returns, lengths), in the order they ended: its
+    episodes.csv (step,return,length: the results store) or else its TensorBoard log. A resumed run's log holds what
+    the killed process logged after the resumable state too; TensorBoard drops it (the scripts open the log with a
+    purge step), so the episodes are those of one uninterrupted run. ValueError when there are none to read."""
+    csv_path = os.path.join(path, "episodes.csv")
+    if os.path.isfile(csv_path):
+        with open(csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != ["step", "return", "length"]:
+                raise ValueError(f"{csv_path} has no step,return,length header")
+            rows = [(int(r["step"]), float(r["return"]), int(r["length"])) for r in reader]
+        steps, returns, lengths = zip(*rows) if rows else ((), (), ())
+    else:
+        if not any(name.startswith("events.out.tfevents.") for name in os.listdir(path)):
+            raise ValueError(f"{path} has neither an episodes.csv nor a TensorBoard log")
+        import logging
+
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        logging.getLogger("tensorboard").setLevel(logging.ERROR)  # it warns of each purge, which is what we want
+        log = EventAccumulator(path, size_guidance={"scalars": 0})  # 0: keep every point
+        log.Reload()
+        tags = log.Tags()["scalars"]
+        if "train/episode_return" not in tags:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)  # no episode ended
+        returns, lengths = log.Scalars("train/episode_return"), log.Scalars("train/episode_length")
+        if [e.step for e in returns] != [e.step for e in lengths]:
+            raise ValueError(f"the TensorBoard log of {path} has episode returns and lengths at different steps")
+        steps = [e.step for e in returns]
+        returns, lengths = [e.value for e in returns], [int(e.value) for e in lengths]
+    return np.asarray(steps, np.int64), np.asarray(returns, np.float64), np.asarray(lengths, np.int64)
 
 
 def dataset_name(path: str) -> str:
@@ -240,6 +279,24 @@ def curve(runs, values_of, reps: int, rng: np.random.Generator, confidence: floa
         draws = sub[rng.integers(0, sub.shape[0], size=(reps, sub.shape[0]))].mean(axis=1)
         low[cols], high[cols] = np.percentile(draws, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
     return grid, mean, low, high, covered.sum(axis=0)
+
+
+def training_curve(runs, episodes: int):
+    """(grid, mean over runs) of CleanRL's score as training goes: at each evaluation step, the mean return of the
+    last `episodes` training episodes that had ended by then; each run within its own range (no band: a line)."""
+    grid = np.unique(np.concatenate([r.steps for r in runs]))
+    table = np.full((len(runs), len(grid)), np.nan)
+    for i, run in enumerate(runs):
+        steps, returns, _ = read_episodes(run.path)
+        ends = np.searchsorted(steps, run.steps, side="right")  # episodes ended by each evaluation step
+        sums, starts = np.concatenate([[0.0], np.cumsum(returns)]), np.maximum(ends - episodes, 0)
+        keep = ends > 0
+        if keep.sum() > 0:
+            score = (sums[ends[keep]] - sums[starts[keep]]) / (ends[keep] - starts[keep])
+            inside = (grid >= run.steps[keep][0]) & (grid <= run.steps[keep][-1])
+            table[i, inside] = np.interp(grid[inside], run.steps[keep], score)
+    covered = ~np.isnan(table).all(axis=0)
+    return grid[covered], np.nanmean(table[:, covered], axis=0)
 
 
 def final_score(values: np.ndarray, last: int) -> float:
@@ -408,10 +465,12 @@ def load_published(path):
             number = {key: entry[key] for key in ("algo", "env", "step", "mean", "interval")}
             number["source"] = dict(sources[entry["source"]], name=entry["source"])
             kind = number["source"]["score"]["kind"]
-            if kind not in ("at_step", "final_window"):
+            if kind not in ("at_step", "final_window", "last_episodes"):
                 raise ValueError(f"unknown score kind {kind!r}")
             if kind == "final_window" and not number["source"]["score"]["steps"] > 0:
                 raise ValueError("final_window needs steps > 0")
+            if kind == "last_episodes" and not number["source"]["score"]["episodes"] > 0:
+                raise ValueError("last_episodes needs episodes > 0")
             for key in ("step", "mean", "interval"):
                 if not isinstance(number[key], (int, float)) or not math.isfinite(number[key]):
                     raise ValueError(f"{key} of {entry} is not a number")
@@ -429,6 +488,13 @@ def published_score(run, number):
         return float(run.returns[at[0]]) if len(at) else None
     if run.last_step < number["step"]:
         return None
+    if score["kind"] == "last_episodes":
+        try:
+            _, returns, _ = read_episodes(run.path)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{number['source']['name']} scores training episodes, and {run.path} has none to "
+                             f"read ({e})")
+        return float(returns[-score["episodes"]:].mean()) if len(returns) else None
     return float(run.returns[run.steps >= run.last_step - score["steps"]].mean())
 
 
@@ -496,19 +562,30 @@ def plot(runs, out: str, reps: int, rng: np.random.Generator, title=None, publis
             values_of = (lambda r: r.normalized) if use_normalized else (lambda r: r.returns)
             grid, mean, low, high, _ = curve(group, values_of, reps, rng)
             partial = sum(not r.finished for r in group)
-            name = f"{label} ({len(group)} seed{'s' if len(group) != 1 else ''}" + (
+            scored = [n for n in published if n["algo"] == label and n["env"] == env and not use_normalized]
+            trained = any(n["source"]["score"]["kind"] == "last_episodes" for n in scored)
+            name = f"{label} ({'evaluations, ' if trained else ''}{len(group)} seed{'s' if len(group) != 1 else ''}" + (
                 f", {partial} partial)" if partial else ")")
             ax.plot(grid, mean, color=colors[label], label=name, linewidth=1.5)
             ax.fill_between(grid, low, high, color=colors[label], alpha=0.2, linewidth=0)
-            for number in published:
-                if number["algo"] == label and number["env"] == env and not use_normalized:
-                    source = number["source"]
-                    ax.errorbar([number["step"]], [number["mean"]], yerr=[number["interval"]], fmt="o",
-                                color=colors[label], markeredgecolor="black", ecolor="black", capsize=4, zorder=3,
-                                label=f"{label}: {source['name']} ({source['interval']}, {source['seeds']} seeds)")
+            for number in scored:
+                source = number["source"]
+                if source["score"]["kind"] == "last_episodes":  # the source scores training episodes: draw ours
+                    try:
+                        n = source["score"]["episodes"]
+                        ax.plot(*training_curve(group, n), color=colors[label], linestyle="--", linewidth=1.2,
+                                label=f"{label}: training episodes (mean of the last {n})")
+                    except (OSError, ValueError) as e:
+                        raise UsageError(f"{source['name']} scores training episodes, and a run of {label} on "
+                                         f"{env} has none to read ({e})")
+                ax.errorbar([number["step"]], [number["mean"]], yerr=[number["interval"]], fmt="o",
+                            color=colors[label], markeredgecolor="black", ecolor="black", capsize=4, zorder=3,
+                            label=f"{label}: {source['name']} ({source['interval']}, {source['seeds']} seeds)")
         ax.set_title(env)
         ax.set_xlabel("gradient steps" if all(r.offline for r in env_runs) else "environment steps")
-        ax.set_ylabel("normalized score" if use_normalized else "evaluation return")
+        trains = any(n["env"] == env and n["algo"] in {r.label for r in env_runs} and not use_normalized
+                     and n["source"]["score"]["kind"] == "last_episodes" for n in published)
+        ax.set_ylabel("normalized score" if use_normalized else "return" if trains else "evaluation return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     for ax in axes.flat[len(envs):]:

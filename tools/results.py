@@ -12,12 +12,15 @@ A suite is a folder <store>/<suite>/ holding suite.json,
 the sweep commands that made its runs (their grid: algorithms x environments x seeds, and the arguments after
 `--` that every run got), the torch threads of each run, and the commits the runs were made with. For each run
 of those sweeps that finished, <suite>/<algo>/<env>/seed<k>/ holds the run's config.json and evaluations.csv
-exactly as the script wrote them, and nothing else. Beside them, the suite may hold what tools/plot.py makes of
-it: curves.png and table.md.
+exactly as the script wrote them, its training episodes as episodes.csv (step,return,length: the step at which
+each episode of the exploring policy ended, its return and length, read from the run's TensorBoard log, the score
+CleanRL reports), and nothing else. Beside them, the suite may hold what tools/plot.py makes of it: curves.png and
+table.md.
 
 collect copies each finished run folder found under a sweep's root (recursively) into the suite, after checking
 it as below; an unfinished run is left out, and a run already in the store is never overwritten (the same files:
-nothing to do; other files: said, and left as they are).
+nothing to do; other files: said, and left as they are; the same config.json and evaluations.csv without an
+episodes.csv, as stored before the store kept one: its episodes.csv is added).
 
 check verifies, for every suite: suite.json and its sweep commands parse; nothing but the files above is in the
 suite; each run belongs to the grid of a sweep; its config matches that sweep's command: the environment and
@@ -25,7 +28,9 @@ seed of its cell, the arguments after `--`, every other hyperparameter and harne
 default (but the run folder), the suite's thread count and one of its commits, from a clean work tree (no
 git_dirty); its evaluations.csv has the
 scripts' header, exactly the evaluation steps of the schedule from step 0 to the end of the run, eval_episodes
-returns in each row, and the mean and standard deviation of those returns in its columns. --complete also
+returns in each row, and the mean and standard deviation of those returns in its columns; its episodes.csv
+ends no episode after the run's end, and with one environment each episode ends exactly its length after the one
+before it (no episode lost or counted twice). --complete also
 requires every run of every sweep to be there. Exit status 1 when a check fails, 2 on bad input.
 
 verify runs a stored run again, from a clean clone of its commit with its suite's command (--source DIR: from
@@ -59,10 +64,12 @@ from dataclasses import asdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE = os.path.join(ROOT, "benchmarks", "results")
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tools")]  # the scripts (and their lap_buffer), and sweep.py
+import plot  # noqa: E402  (read_episodes: a run's training episodes)
 import sweep  # noqa: E402
 from sweep import report as say  # noqa: E402  (a line of output; a reader that went away costs nothing)
 
-RUN_FILES = ("config.json", "evaluations.csv")
+RUN_FILES = ("config.json", "evaluations.csv", "episodes.csv")
+COPIED = ("config.json", "evaluations.csv")  # as the script wrote them; episodes.csv is read from its TensorBoard log
 SUITE_FILES = ("suite.json", "curves.png", "table.md")
 HEADER = ["step", "wall_seconds", "mean_return", "std_return", "returns"]
 
@@ -229,6 +236,29 @@ def evaluation_problems(path: str, config: dict) -> list:
     return problems
 
 
+def episodes_text(run_dir: str) -> str:
+    """The episodes.csv of a run folder, from its TensorBoard log (ValueError when it has none)."""
+    steps, returns, lengths = plot.read_episodes(run_dir)
+    rows = zip(steps.tolist(), returns.tolist(), lengths.tolist())
+    return "".join(["step,return,length\n"] + [f"{s},{r!r},{n}\n" for s, r, n in rows])
+
+
+def episode_problems(path: str, config: dict) -> list:
+    """What is wrong with a run's episodes.csv (empty: it is consistent with the run)."""
+    try:
+        steps, _, lengths = plot.read_episodes(os.path.dirname(path))
+    except (OSError, ValueError) as e:
+        return [f"cannot read it ({e})"]
+    end = schedule(config)[-1]
+    if len(steps) and (steps[0] <= 0 or steps[-1] > end or any(b < a for a, b in zip(steps, steps[1:]))):
+        return [f"its steps are not in order within 1..{end}"]
+    if int(config.get("num_envs", 1)) == 1 and list(steps) != list(lengths.cumsum()):
+        first = next(i for i, (s, c) in enumerate(zip(steps, lengths.cumsum())) if s != c)
+        return [f"episode {first + 1} ends at step {steps[first]}, not at the sum of the lengths so far "
+                f"({lengths[:first + 1].sum()}): an episode is missing or counted twice"]
+    return []
+
+
 def check(suite: Suite, complete: bool = False) -> list:
     """Every problem of a suite, as lines."""
     problems = []
@@ -264,6 +294,8 @@ def check(suite: Suite, complete: bool = False) -> list:
             problems += [f"{suite.name}/{rel}/config.json: {p}" for p in config_problems(suite, *cell, config)]
             problems += [f"{suite.name}/{rel}/evaluations.csv: {p}"
                          for p in evaluation_problems(os.path.join(dirpath, "evaluations.csv"), config)]
+            problems += [f"{suite.name}/{rel}/episodes.csv: {p}"
+                         for p in episode_problems(os.path.join(dirpath, "episodes.csv"), config)]
     if complete:
         for algo, env, seed in sorted(set(suite.cells) - found):
             problems.append(f"{suite.name}: {algo} {env} seed{seed} is missing")
@@ -294,19 +326,35 @@ def collect(source: str, suite: Suite, say=say) -> int:
         if problems:
             say(f"left out {dirpath}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
             continue
+        try:
+            episodes = episodes_text(dirpath)
+        except (OSError, ValueError) as e:
+            say(f"left out {dirpath}: no training episodes to read ({e})")
+            continue
         dest = suite.run_dir(*cell)
         if os.path.isdir(dest):
-            if all(filecmp.cmp(os.path.join(dirpath, n), os.path.join(dest, n), shallow=False) for n in RUN_FILES
-                   if os.path.exists(os.path.join(dest, n))) and sorted(os.listdir(dest)) == sorted(RUN_FILES):
+            same = all(os.path.exists(os.path.join(dest, n)) and
+                       filecmp.cmp(os.path.join(dirpath, n), os.path.join(dest, n), shallow=False) for n in COPIED)
+            if same and sorted(os.listdir(dest)) == sorted(COPIED):  # stored before the store kept episodes.csv
+                with open(os.path.join(dest, "episodes.csv.partial"), "w") as f:
+                    f.write(episodes)
+                os.replace(os.path.join(dest, "episodes.csv.partial"), os.path.join(dest, "episodes.csv"))
+                say(f"added the training episodes of {cell[0]} {cell[1]} seed{cell[2]}: {dirpath}")
                 continue
+            if same and sorted(os.listdir(dest)) == sorted(RUN_FILES):
+                with open(os.path.join(dest, "episodes.csv")) as f:
+                    if f.read() == episodes:
+                        continue
             say(f"left out {dirpath}: {dest} already holds another run of {cell[0]} {cell[1]} seed{cell[2]}")
             continue
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         partial = dest + ".partial"
         shutil.rmtree(partial, ignore_errors=True)
         os.makedirs(partial)
-        for name in RUN_FILES:
+        for name in COPIED:
             shutil.copyfile(os.path.join(dirpath, name), os.path.join(partial, name))
+        with open(os.path.join(partial, "episodes.csv"), "w") as f:
+            f.write(episodes)
         os.replace(partial, dest)
         say(f"copied {cell[0]} {cell[1]} seed{cell[2]}: {dirpath}")
         copied += 1
