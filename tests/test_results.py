@@ -223,6 +223,14 @@ def test_verify_reruns_a_stored_run_and_finds_a_changed_return(small_campaign, t
     said = []
     assert results.verify(run, until, source=ROOT, say=said.append), said
     assert [int(line.split()[1][:-1]) for line in said if "the same" in line] == steps
+    episodes = len(range(200, steps[-1] + 1, 200))  # Pendulum's episodes that ended by the last step compared
+    assert said[-1] == f"  training episodes through step {steps[-1]}: identical ({episodes} episodes: step, " \
+                       "return, length)"
+    # A training episode's return changed is found once the evaluations are compared.
+    damage(os.path.join(run, "episodes.csv"), lambda t: t.replace("\n200,-", "\n200,-1"))
+    said = []
+    assert not results.verify(run, until, source=ROOT, say=said.append)
+    assert "training episodes through" in said[-1] and "DIFFERENT at episode 1" in said[-1], said
     damage(os.path.join(run, "evaluations.csv"), lambda t: change_a_return(t, 2))
     said = []
     assert not results.verify(run, until, source=ROOT, say=said.append)

@@ -35,7 +35,8 @@ requires every run of every sweep to be there. Exit status 1 when a check fails,
 
 verify runs a stored run again, from a clean clone of its commit with its suite's command (--source DIR: from
 that checkout instead, commit unchecked), until its evaluation at --until, and compares each evaluation as it
-comes (step, mean, standard deviation and every return; not the wall time) with the stored one: the scripts are
+comes (step, mean, standard deviation and every return; not the wall time) with the stored one, then the
+training episodes that ended by then (step, return and length): the scripts are
 deterministic on the CPU, so a run's evaluations are reproducible on a machine like the one that made them (the
 same torch and library versions; config.json records them). Exit status 1 at the first difference.
 
@@ -445,7 +446,6 @@ def verify(path: str, until: int, source: str = None, say=say) -> bool:
                     say(f"  the rerun stopped (exit status {child.returncode}) after {compared} evaluations: {tail[0]}")
                     return False
                 time.sleep(0.5 if not done else 0)
-            return True
         finally:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)  # the scripts stop within one gradient step
@@ -454,6 +454,30 @@ def verify(path: str, until: int, source: str = None, say=say) -> bool:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+        return same_episodes(path, os.path.join(tmp, "run"), stored[-1][0], say)
+
+
+def same_episodes(path: str, rerun: str, until: int, say=say) -> bool:
+    """Whether the rerun's training episodes (its TensorBoard log, closed) that ended by step `until` are the
+    stored run's (episodes.csv), step, return and length each."""
+    if not os.path.isfile(os.path.join(path, "episodes.csv")):
+        say("  training episodes not compared: the stored run has no episodes.csv")
+        return True
+    folders = [d for d, _, files in os.walk(rerun) if "config.json" in files]
+    try:
+        stored, again = plot.read_episodes(path), plot.read_episodes(folders[0]) if folders else None
+    except (OSError, ValueError) as e:
+        say(f"  training episodes: cannot read them ({e})")
+        return False
+    stored, again = ([row for row in zip(*(a.tolist() for a in episodes)) if row[0] <= until]
+                     for episodes in (stored, again))
+    if stored != again:
+        i = next(i for i in range(len(stored) + 1) if i == len(stored) or i == len(again) or stored[i] != again[i])
+        say(f"  training episodes through step {until}: DIFFERENT at episode {i + 1}: stored "
+            f"{stored[i] if i < len(stored) else 'none'}, rerun {again[i] if i < len(again) else 'none'}")
+        return False
+    say(f"  training episodes through step {until}: identical ({len(stored)} episodes: step, return, length)")
+    return True
 
 
 README = os.path.join(ROOT, "README.md")
