@@ -16,9 +16,10 @@ charts/episodic_length at their global_step) and OUT/config.json (algo "ppo-clea
 the checkout's commit, the versions, the command) are written. Its random streams are its own: compare the
 distributions over seeds, not a seed with ours.
 
-`score` prints, for each environment, each run's mean return over its last 100 training episodes and their mean
+`score` (given run folders, or folders holding them) prints, for each environment, each run's mean return over its last 100 training episodes and their mean
 and standard deviation (numpy's, ddof 0), as openrlbenchmark's rlops makes CleanRL's table, then ours the same
-way from the results store (benchmarks/results/ppo-1m) when it holds that environment.
+way from the results store (benchmarks/results/ppo-1m) when it holds that environment, and CleanRL's published
+number (benchmarks/results/published.json).
 
 A stop request (Ctrl-C, SIGTERM) stops the child too (exit status 130); the run cannot resume. Bad input: one line
 on stderr, exit status 2.
@@ -36,6 +37,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE = os.path.join(ROOT, "benchmarks", "results", "ppo-1m", "ppo")
+PUBLISHED = os.path.join(ROOT, "benchmarks", "results", "published.json")
 LAST = 100  # rlops' metric_last_n_average_window
 
 
@@ -132,9 +134,24 @@ def last_mean(path: str) -> float:
     return float(np.mean(returns[-LAST:]))
 
 
+def finished_runs(outs) -> list:
+    """The run folders (holding config.json) among outs and below them, in order."""
+    found = []
+    for out in outs:
+        if os.path.isfile(os.path.join(out, "config.json")) or not os.path.isdir(out):
+            found.append(out)
+            continue
+        for dirpath, dirnames, filenames in sorted(os.walk(out)):
+            dirnames.sort()
+            if "config.json" in filenames:
+                found.append(dirpath)
+                dirnames[:] = []
+    return found or list(outs)
+
+
 def score(outs) -> int:
     runs = {}
-    for out in outs:
+    for out in finished_runs(outs):
         try:
             with open(os.path.join(out, "config.json")) as f:
                 config = json.load(f)
@@ -142,9 +159,14 @@ def score(outs) -> int:
         except (OSError, ValueError, KeyError) as e:
             raise UsageError(f"{out} is not a finished run of this tool ({type(e).__name__}: {e})")
     print(f"mean return of each run's last {LAST} training episodes; mean +- std over runs (numpy, ddof 0), as rlops")
+    with open(PUBLISHED) as f:
+        published = {n["env"]: n for n in json.load(f)["numbers"] if n["algo"] == "ppo" and n["source"] == "CleanRL"}
     print("| env | code | runs | mean +- std |")
     print("|---|---|---|---|")
     for env, scores in sorted(runs.items()):
+        if env in published:
+            print(f"| {env} | CleanRL's table (pr-424, its machines) | 3 | {published[env]['mean']:.0f} +- "
+                  f"{published[env]['interval']:.0f} |")
         rows = [("CleanRL here", sorted(scores))]
         stored = os.path.join(STORE, env)
         if os.path.isdir(stored):
@@ -172,7 +194,7 @@ def main(argv=None) -> int:
     r.add_argument("--out", required=True, metavar="OUT", help="the run's folder (made; must not hold a run)")
     r.add_argument("--torch-threads", type=int, default=1, help="OMP_NUM_THREADS of the run (1)")
     s = sub.add_parser("score", help="each run's last 100 training episodes, beside ppo.py's in the store")
-    s.add_argument("outs", nargs="+", metavar="OUT", help="folders of finished runs")
+    s.add_argument("outs", nargs="+", metavar="OUT", help="folders of finished runs, or folders holding them")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args, flags)

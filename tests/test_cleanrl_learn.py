@@ -90,3 +90,27 @@ def test_a_stop_request_stops_the_child_too(tmp_path):
     time.sleep(1)
     ps = subprocess.run(["pgrep", "-f", "total-timesteps 987654"], capture_output=True, text=True)
     assert ps.stdout.strip() == "", "CleanRL's script outlived the stop request"
+
+
+def test_the_committed_peer_runs_and_their_table():
+    from conftest import ROOT
+
+    folder = os.path.join(ROOT, "benchmarks", "peer_runs", "cleanrl-ppo-1m")
+    if not os.path.isdir(folder):
+        pytest.skip("no CleanRL run committed")
+    for dirpath, _, files in os.walk(folder):
+        if "config.json" in files:
+            assert sorted(files) == ["config.json", "episodes.csv"], dirpath
+            with open(os.path.join(dirpath, "config.json")) as f:
+                config = json.load(f)
+            assert config["algo"] == "ppo-cleanrl" and config["total_timesteps"] == 1000000
+            assert dirpath.endswith(os.path.join(config["env"], f"seed{config['seed']}"))
+            with open(os.path.join(dirpath, "episodes.csv"), newline="") as f:
+                rows = list(csv.DictReader(f))
+            steps, lengths = np.array([int(r["step"]) for r in rows]), np.array([int(r["length"]) for r in rows])
+            # CleanRL runs 488 rollouts of 2048 steps (1M // 2048): every episode ends inside them, none is lost.
+            assert (steps == lengths.cumsum()).all() and steps[-1] <= 488 * 2048
+    made = run_script("benchmarks/cleanrl_learn.py", "score", folder)
+    assert made.returncode == 0, made.stderr
+    with open(os.path.join(folder, "table.md")) as f:
+        assert f.read() == made.stdout, f"stale: python benchmarks/cleanrl_learn.py score {folder} > {folder}/table.md"
