@@ -87,8 +87,13 @@ def run(args, flags) -> int:
         os.makedirs(work, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot write {args.out}: {e.strerror or e}")
-    if "--total-timesteps" not in " ".join(flags):
+    flags = [part for flag in flags for part in flag.split("=", 1)]  # --total-timesteps=N as --total-timesteps N
+    if "--total-timesteps" not in flags:
         flags = ["--total-timesteps", "1000000", *flags]
+    try:
+        total = int(flags[flags.index("--total-timesteps") + 1])
+    except (IndexError, ValueError):
+        raise UsageError("--total-timesteps after -- needs a whole number")
     command = [sys.executable, os.path.abspath(script), "--env-id", args.env, "--seed", str(args.seed), "--no-cuda",
                *flags]
     env = dict(os.environ, PYTHONPATH=os.path.abspath(args.gymnasium), OMP_NUM_THREADS=str(args.torch_threads))
@@ -115,7 +120,7 @@ def run(args, flags) -> int:
         f.write("".join(["step,return,length\n"] + [f"{s},{r!r},{n}\n" for s, r, n in zip(steps, returns, lengths)]))
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=args.cleanrl)
     config = {"algo": "ppo-cleanrl", "env": args.env, "seed": args.seed,
-              "total_timesteps": int(flags[flags.index("--total-timesteps") + 1]),
+              "total_timesteps": total,
               "cleanrl_commit": commit.stdout.strip() or None, "torch_threads": args.torch_threads,
               "versions": versions(os.path.abspath(args.gymnasium)),
               "command": "python cleanrl/ppo_continuous_action.py " + " ".join(command[2:])}

@@ -60,9 +60,14 @@ def test_score_by_hand(tmp_path):
 
 def test_bad_input_is_one_line(tmp_path):
     (tmp_path / "gym").mkdir()
+    (tmp_path / "cr" / "cleanrl").mkdir(parents=True)  # a checkout and a gymnasium folder that pass the first checks
+    (tmp_path / "cr" / "cleanrl" / "ppo_continuous_action.py").write_text("")
+    (tmp_path / "g" / "gymnasium").mkdir(parents=True)
     for args, message in (
             (["run", "--cleanrl", str(tmp_path), "--gymnasium", str(tmp_path), "--env", "Hopper-v4", "--seed", "1",
               "--out", str(tmp_path / "o")], "not a CleanRL checkout"),
+            (["run", "--cleanrl", str(tmp_path / "cr"), "--gymnasium", str(tmp_path / "g"), "--env", "Hopper-v4",
+              "--seed", "1", "--out", str(tmp_path / "o"), "--", "--total-timesteps=x"], "needs a whole number"),
             (["score", str(tmp_path / "missing")], "not a finished run"),
             (["score", str(tmp_path)], "not a finished run")):
         result = run_script("benchmarks/cleanrl_learn.py", *args)
